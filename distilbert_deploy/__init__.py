@@ -1,0 +1,1 @@
+"""distilbert-deploy command line: export, predict, inspect, demo."""

@@ -1,0 +1,150 @@
+"""`distilbert-deploy` console script. DeployError -> one readable line on stderr, exit code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from runtimes.errors import DeployError, InputError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.simplefilter("default", UserWarning)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"notice: {msg}\n"
+    try:
+        return args.run(args) or 0
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="distilbert-deploy", description=__doc__)
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    e = sub.add_parser("export", help="export a model head to an artifact directory")
+    e.add_argument("--model", default="default",
+                   help="built-in (tiny, base-random, default), local save_pretrained dir, or hub id")
+    e.add_argument("--task", default="text-classification", help="pipeline task name")
+    e.add_argument("--out", type=Path, help="artifact directory (default: artifacts/MODEL/TASK/BACKEND-fp32)")
+    e.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX fp32) or torch (reference)")
+    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--max-batch", type=int, default=64, help="largest batch the artifact declares")
+    e.set_defaults(run=cmd_export)
+
+    r = sub.add_parser("predict", help="pipeline-style answers from an artifact")
+    r.add_argument("artifact", type=Path)
+    r.add_argument("--text", action="append", default=[], help="input text (repeatable)")
+    r.add_argument("--file", type=Path, help="one text per line, or JSON lines for QA/multiple-choice ('-' = stdin)")
+    r.add_argument("--question", help="question-answering: the question")
+    r.add_argument("--context", help="question-answering: the context")
+    r.add_argument("--prompt", help="multiple-choice: the prompt")
+    r.add_argument("--choice", action="append", default=[], help="multiple-choice: a candidate (repeatable)")
+    r.add_argument("--top-k", type=int, help="answers per input (classification, fill-mask, QA)")
+    r.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    r.add_argument("--providers", help="onnxruntime execution providers, comma-separated")
+    r.add_argument("--precision", help="torch backend: fp32, bf16 (CPU) or fp16 (CUDA)")
+    r.add_argument("--error-on-overflow", action="store_true",
+                   help="fail on text longer than the maximum length instead of truncating it")
+    r.add_argument("--full", action="store_true", help="feature-extraction: print every vector, not a preview")
+    r.set_defaults(run=cmd_predict)
+
+    i = sub.add_parser("inspect", help="print an artifact's manifest")
+    i.add_argument("artifact", type=Path)
+    i.add_argument("--json", action="store_true", help="raw manifest JSON")
+    i.add_argument("--no-verify", action="store_true", help="skip the checksum check")
+    i.set_defaults(run=cmd_inspect)
+
+    d = sub.add_parser("demo", help="export the default model, predict real text with both runtimes")
+    d.add_argument("--model", default="default")
+    d.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    d.set_defaults(run=cmd_demo)
+    return p
+
+
+def default_out(model: str, task: str, backend: str) -> Path:
+    name = Path(model).name if Path(model).exists() else model.replace("/", "--")
+    return Path("artifacts") / name / task / f"{backend}-fp32"
+
+
+def cmd_export(args) -> None:
+    from exporters.onnx_export import ExportConfig, export
+
+    out = args.out or default_out(args.model, args.task, args.backend)
+    cfg = ExportConfig(model=args.model, task=args.task, out=out, backend=args.backend, opset=args.opset,
+                       max_batch=args.max_batch)
+    m = export(cfg)
+    fusions = m.recipe.get("optimizer_fusions")
+    print(f"wrote {m.backend} {m.precision} artifact for {m.task} to {out}")
+    if fusions is not None:
+        print("ORT transformer optimizer finds: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "nothing"))
+    if v := m.parity.get("export_validation"):
+        diffs = ", ".join(f"{k} {x:.2g}" for k, x in v["max_abs_diff"].items())
+        print(f"validated against PyTorch on shapes {v['shapes']}: max abs diff {diffs}")
+
+
+def predict_inputs(args, task: str) -> list:
+    if args.file:
+        lines = (sys.stdin if str(args.file) == "-" else open(args.file)).read().splitlines()
+        lines = [x for x in lines if x.strip()]
+        return [json.loads(x) for x in lines] if task in ("question-answering", "multiple-choice") else lines
+    if task == "question-answering":
+        return [{"question": args.question, "context": args.context}] if args.question and args.context else []
+    if task == "multiple-choice":
+        return [{"prompt": args.prompt, "choices": args.choice}] if args.prompt and args.choice else []
+    return list(args.text)
+
+
+def cmd_predict(args) -> None:
+    from runtimes.base import RuntimeOptions
+    from runtimes.pipeline import load_pipeline
+
+    providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else ()
+    options = RuntimeOptions(device=args.device, precision=args.precision, providers=providers)
+    pipe = load_pipeline(args.artifact, options, on_overflow="error" if args.error_on_overflow else "truncate")
+    try:
+        inputs = predict_inputs(args, pipe.task)
+        if not inputs:
+            raise InputError(f"no input given for {pipe.task}. Expected "
+                             + {"question-answering": "--question Q --context C",
+                                "multiple-choice": "--prompt P --choice A --choice B"}.get(pipe.task, "--text T")
+                             + " (or --file)")
+        kwargs = {"top_k": args.top_k} if args.top_k else {}
+        # One call per input: each answer is exactly what transformers.pipeline(input) gives.
+        answers = [pipe(x, **kwargs) for x in inputs]
+    finally:
+        pipe.runtime.close()
+    if pipe.task == "feature-extraction" and not args.full:
+        answers = [{"tokens": len(a[0]), "dim": len(a[0][0]), "cls[:4]": [round(x, 4) for x in a[0][0][:4]]}
+                   for a in answers]  # a preview; --full prints every vector
+    for inp, ans in zip(inputs, answers):
+        print(json.dumps({"input": inp, "output": ans}, ensure_ascii=False))
+
+
+def cmd_inspect(args) -> None:
+    from runtimes.artifact import load_artifact
+
+    art = load_artifact(args.artifact, verify=not args.no_verify)
+    if args.json:
+        print(json.dumps(art.manifest.to_dict(), indent=2))
+        return
+    from .inspect_view import render
+
+    render(art, verified=not args.no_verify)
+
+
+def cmd_demo(args) -> None:
+    from .demo import run
+
+    run(args.model, args.artifacts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""`make demo`: export the default model's heads for both runtimes, answer real text with each,
+and show what was built and where."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+TASKS = ("text-classification", "feature-extraction")
+BACKENDS = ("torch", "onnxruntime")
+OWN_SENTENCES = ("What a fantastic day, I love this new phone!", "This update is terrible and keeps crashing.")
+SIMILARITY_PAIRS = (
+    ("A man is eating food.", "A man is eating a piece of bread."),
+    ("A man is eating food.", "The girl is carrying a baby."),
+    ("Self-driving cars are the future.", "Autonomous vehicles will soon be everywhere."),
+)
+
+
+def run(model: str, artifacts: Path) -> None:
+    from exporters.onnx_export import ExportConfig, export
+    from runtimes.pipeline import load_pipeline
+
+    out = Console(width=max(Console().width, 120))
+    name = model.replace("/", "--")
+    paths = {}
+    for task in TASKS:
+        for backend in BACKENDS:
+            path = artifacts / name / task / f"{backend}-fp32"
+            out.rule(f"export {model} · {task} · {backend}")
+            export(ExportConfig(model=model, task=task, out=path, backend=backend))
+            paths[task, backend] = path
+    pipes = {key: load_pipeline(path) for key, path in paths.items()}
+    try:
+        classify(out, {b: pipes["text-classification", b] for b in BACKENDS})
+        similarity(out, {b: pipes["feature-extraction", b] for b in BACKENDS})
+    finally:
+        for p in pipes.values():
+            p.runtime.close()
+    built(out, paths)
+
+
+def real_tweets(per_label: int = 2):
+    """The first held-out tweets of each label: never seen by the head in training."""
+    from exporters.tweets import LABELS, split
+
+    heldout = split()[1]
+    return [t for label in LABELS for t in [t for t in heldout if t.label == label][:per_label]]
+
+
+def classify(out: Console, pipes: dict) -> None:
+    rows = [(t.text, t.label) for t in real_tweets()] + [(s, "-") for s in OWN_SENTENCES]
+    answers = {b: p([text for text, _ in rows]) for b, p in pipes.items()}
+    table = Table("text", "true label", *(f"{b}" for b in pipes), title="text-classification on real tweets "
+                  "(held-out) and two sentences of ours", title_justify="left")
+    for i, (text, truth) in enumerate(rows):
+        table.add_row(text[:70], truth, *(f"{answers[b][i]['label']} {answers[b][i]['score']:.3f}" for b in pipes))
+    out.print(table)
+    agree = all(answers["torch"][i]["label"] == answers["onnxruntime"][i]["label"] for i in range(len(rows)))
+    out.print(f"labels agree between torch and onnxruntime: [bold]{agree}[/]")
+    m = pipes["onnxruntime"].runtime.manifest
+    if "heldout_accuracy" in m.source:
+        out.print(f"head trained on tweets: held-out accuracy {m.source['heldout_accuracy']:.3f} on "
+                  f"{m.source.get('heldout_size')} tweets (majority baseline {m.source.get('majority_baseline', 0):.3f})")
+
+
+def similarity(out: Console, pipes: dict) -> None:
+    table = Table("sentence A", "sentence B", *(f"cosine ({b})" for b in pipes),
+                  title="feature-extraction: mean-pooled embeddings", title_justify="left")
+    for a, b in SIMILARITY_PAIRS:
+        cos = []
+        for p in pipes.values():
+            va, vb = (np.asarray(x[0]).mean(axis=0) for x in p([a, b]))
+            cos.append(f"{va @ vb / np.linalg.norm(va) / np.linalg.norm(vb):.4f}")
+        table.add_row(a, b, *cos)
+    out.print(table)
+
+
+def built(out: Console, paths: dict) -> None:
+    table = Table("task", "backend", "artifact", "MB", title="built artifacts", title_justify="left")
+    for (task, backend), path in paths.items():
+        size = sum(f.stat().st_size for f in path.iterdir()) / 1e6
+        table.add_row(task, backend, str(path), f"{size:.1f}")
+    out.print(table)
+    first = paths[TASKS[0], "onnxruntime"]
+    out.print(f"next: distilbert-deploy inspect {first}  |  distilbert-deploy predict {first} --text '...'")

@@ -1,0 +1,196 @@
+"""Artifact = a directory with model file(s), tokenizer files and manifest.json.
+
+Written atomically (staged in a sibling temp dir, then renamed into place); loading checks
+the schema version and the sha256 of every file before any backend is touched."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+from .errors import ArtifactError
+from .heads import TensorSpec, get_head
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    task: str
+    backend: str
+    precision: str
+    model_file: str  # the main model file, relative to the artifact dir
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    shape_profile: dict  # {"min"|"opt"|"max": {axis: size}}
+    labels: tuple[str, ...] | None = None
+    source: dict = field(default_factory=dict)  # model id/path + hash, parent artifact
+    recipe: dict = field(default_factory=dict)  # how it was built (opset, fusions, ...)
+    versions: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)  # file name -> sha256
+    parity: dict = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        get_head(self.task)  # raises ConfigError on an unknown task
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["inputs"] = [t.to_dict() for t in self.inputs]
+        d["outputs"] = [t.to_dict() for t in self.outputs]
+        d["labels"] = list(self.labels) if self.labels is not None else None
+        return {"schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "manifest") -> "Manifest":
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ArtifactError(
+                f"{where}: schema version {version!r} is not supported (this distilbert-deploy reads "
+                f"version {SCHEMA_VERSION}). Fix: re-export the artifact with this version "
+                f"(`distilbert-deploy export ...`) or use the distilbert-deploy release that wrote it"
+            )
+        try:
+            return cls(
+                **{k: v for k, v in d.items() if k not in ("inputs", "outputs", "labels")},
+                inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
+                outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+                labels=tuple(d["labels"]) if d.get("labels") is not None else None,
+            )
+        except (KeyError, TypeError) as e:
+            raise ArtifactError(f"{where}: malformed manifest ({e}). Fix: re-export the artifact") from None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    manifest: Manifest
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest.model_file
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _artifact_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    path = Path(path)
+    mfile = path / MANIFEST_NAME
+    if not path.is_dir():
+        raise ArtifactError(f"artifact directory '{path}' does not exist. Fix: pass the directory that "
+                            f"`distilbert-deploy export` wrote (it holds {MANIFEST_NAME})")
+    if not mfile.is_file():
+        raise ArtifactError(f"'{path}' is not an artifact: no {MANIFEST_NAME}. Fix: export one with "
+                            f"`distilbert-deploy export --out {path}`")
+    try:
+        data = json.loads(mfile.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{mfile}: not valid JSON ({e}). Fix: re-export the artifact") from None
+    return Manifest.from_dict(data, where=str(mfile))
+
+
+def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
+    """Read the manifest and (by default) verify every file's sha256."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        bad = []
+        for name, digest in manifest.files.items():
+            f = path / name
+            if not f.is_file():
+                bad.append(f"{name}: missing")
+            elif sha256_file(f) != digest:
+                bad.append(f"{name}: sha256 mismatch (size {f.stat().st_size} bytes)")
+        if bad:
+            raise ArtifactError(
+                f"artifact '{path}' failed its checksum check: {'; '.join(bad)}. The files were changed, "
+                f"truncated or tampered with after export. Fix: re-export it (`distilbert-deploy export`)"
+            )
+    if manifest.model_file not in manifest.files:
+        raise ArtifactError(f"artifact '{path}': model file '{manifest.model_file}' is not listed in the manifest")
+    return Artifact(path, manifest)
+
+
+def library_versions(*modules: str) -> dict[str, str]:
+    """Installed versions of the named distributions (import-free)."""
+    from importlib import metadata
+
+    out = {}
+    for name in ("distilbert-deploy", *modules):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def finalize(staging: Path, manifest: Manifest) -> Manifest:
+    """Checksum every staged file and write manifest.json into the staging dir."""
+    files = {p.relative_to(staging).as_posix(): sha256_file(p) for p in _artifact_files(staging)}
+    if manifest.model_file not in files:
+        raise ArtifactError(f"internal: staged artifact lacks its model file '{manifest.model_file}'")
+    manifest = replace(manifest, files=files,
+                       created=manifest.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    _write_json(staging / MANIFEST_NAME, manifest.to_dict())
+    return manifest
+
+
+def update_manifest(path: str | os.PathLike, **changes) -> Manifest:
+    """Atomically rewrite fields of an existing artifact's manifest (e.g. the parity summary)."""
+    path = Path(path)
+    manifest = replace(read_manifest(path), **changes)
+    _write_json(path / MANIFEST_NAME, manifest.to_dict())
+    return manifest
+
+
+def _write_json(target: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+
+
+@contextmanager
+def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temp dir beside `final`; on success rename it into place, on error delete it.
+
+    An existing artifact at `final` is replaced only once the new one is complete."""
+    final = Path(final).absolute()
+    if final.exists() and not (final.is_dir() and ((final / MANIFEST_NAME).exists() or not any(final.iterdir()))):
+        raise ArtifactError(f"refusing to overwrite '{final}': it exists and is not an artifact directory. "
+                            f"Fix: choose another --out or remove it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)

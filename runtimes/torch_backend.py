@@ -1,0 +1,56 @@
+"""PyTorch reference backend: fp32; bf16 on CPU; fp16 on CUDA. Imports torch only in load()."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Runtime
+from .errors import BackendUnavailable, ConfigError
+from .heads import get_head
+
+ALLOWED = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
+
+
+class TorchRuntime(Runtime):
+    backend = "torch"
+
+    def _load(self) -> None:
+        import torch
+        import transformers
+
+        device, precision = self.options.device, self.options.precision or "fp32"
+        if precision not in ALLOWED[device]:
+            raise ConfigError(f"torch on {device} runs {', '.join(ALLOWED[device])}; '{precision}' was asked for. "
+                              f"Fix: use --precision {ALLOWED[device][-1]} or --device cuda")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable("torch", missing=["cuda"], detail="torch.cuda.is_available() is False",
+                                     hint="run on a machine with an NVIDIA GPU and a CUDA build of torch "
+                                          "(make venv TORCH_CONSTRAINTS=constraints/gpu.txt)")
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        self.torch = torch
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        cls = getattr(transformers, get_head(self.manifest.task).model_class)
+        model = cls.from_pretrained(self.artifact.path, attn_implementation="eager")
+        self.model = model.to(device=device, dtype=self.dtype).eval()
+        self.precision = precision
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        device = self.options.device
+        with torch.inference_mode():
+            out = self.model(**{k: torch.from_numpy(v).to(device) for k, v in feed.items()})
+        return {spec.name: out[spec.name].float().cpu().numpy() for spec in self.manifest.outputs}
+
+    def _describe(self) -> dict:
+        torch = self.torch if self.loaded else None
+        d = {"precision": self.options.precision or "fp32"}
+        if torch is not None:
+            d.update(torch=torch.__version__, threads=torch.get_num_threads())
+            if self.options.device == "cuda":
+                d["gpu"] = torch.cuda.get_device_name()
+        return d
+
+    def _close(self) -> None:
+        del self.model
+        if self.options.device == "cuda":
+            self.torch.cuda.empty_cache()

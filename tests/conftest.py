@@ -1,0 +1,77 @@
+"""Hardware markers -> one probe each -> one standard skip reason.
+REQUIRE_HW=gpu,tensorrt (or 'all') turns those skips into failures, so a GPU run cannot pass silently."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from runtimes.registry import BACKENDS
+
+
+def _module(name: str, extra: str):
+    def probe():
+        if importlib.util.find_spec(name) is None:
+            return f"needs module '{name}' (pip install '.[{extra}]')"
+    return probe
+
+
+def _gpu():
+    if importlib.util.find_spec("torch") is None:
+        return "needs an NVIDIA GPU: torch is not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "needs an NVIDIA GPU (torch.cuda.is_available() is False)"
+
+
+PROBES = {
+    "gpu": _gpu,
+    "tensorrt": _module("tensorrt", "tensorrt"),
+    "openvino": _module("openvino", "openvino"),
+    "inc": _module("neural_compressor", "inc"),
+}
+
+
+def required_hw() -> set[str]:
+    return {x.strip() for x in os.environ.get("REQUIRE_HW", "").split(",") if x.strip()}
+
+
+def skip_or_fail(kind: str, reason: str) -> None:
+    required = required_hw()
+    if kind in required or "all" in required:
+        pytest.fail(f"REQUIRE_HW={os.environ['REQUIRE_HW']} but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers():
+        probe = PROBES.get(mark.name)
+        if probe and (reason := probe()):
+            skip_or_fail(mark.name, reason)
+
+
+def require_backend(name: str) -> None:
+    """Skip (or fail under REQUIRE_HW) when a registry backend's modules are missing."""
+    entry = BACKENDS[name]
+    if missing := entry.missing():
+        skip_or_fail(name, f"needs module '{missing[0]}' (pip install '.[{entry.extra}]')")
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory):
+    """Every task of the tiny model exported once per session, for both backends:
+    {(task, backend): artifact path}."""
+    os.environ.setdefault("DISTILBERT_DEPLOY_QUIET", "1")
+    from exporters.onnx_export import ExportConfig, export
+    from runtimes.heads import TASKS
+
+    root = tmp_path_factory.mktemp("tiny-artifacts")
+    out = {}
+    for task in TASKS:
+        for backend in ("onnxruntime", "torch"):
+            path = root / task / backend
+            export(ExportConfig(model="tiny", task=task, out=path, backend=backend))
+            out[task, backend] = path
+    return out

@@ -1,0 +1,114 @@
+"""The console script: success paths and every bad-input case (exit 2, nothing half-written)."""
+import json
+import shutil
+
+import pytest
+
+from distilbert_deploy.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_export_prints_fusions_and_validation(tmp_path, capsys):
+    code, out, _ = run(capsys, "export", "--model", "tiny", "--task", "fill-mask", "--out", tmp_path / "fm")
+    assert code == 0
+    assert "Attention x2" in out and "max abs diff" in out
+    assert (tmp_path / "fm" / "manifest.json").is_file()
+
+
+def test_predict_text_classification(tiny_artifacts, capsys):
+    code, out, _ = run(capsys, "predict", tiny_artifacts["text-classification", "onnxruntime"],
+                       "--text", "I love this phone", "--text", "worst service ever")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["input"] for r in rows] == ["I love this phone", "worst service ever"]
+    assert all(r["output"][0]["label"] in ("negative", "neutral", "positive") for r in rows)
+
+
+def test_predict_qa_and_multiple_choice(tiny_artifacts, capsys):
+    code, out, _ = run(capsys, "predict", tiny_artifacts["question-answering", "torch"],
+                       "--question", "Who wrote it?", "--context", "The book was written by Jane Austen in 1813.")
+    assert code == 0 and set(json.loads(out)["output"]) == {"score", "start", "end", "answer"}
+    code, out, _ = run(capsys, "predict", tiny_artifacts["multiple-choice", "onnxruntime"],
+                       "--prompt", "She opened the door and", "--choice", "walked in.", "--choice", "ate the sky.")
+    ans = json.loads(out)["output"]
+    assert code == 0 and ans["choice"] in (0, 1) and abs(sum(ans["scores"]) - 1) < 1e-5
+
+
+def test_inspect_is_readable(tiny_artifacts, capsys):
+    code, out, _ = run(capsys, "inspect", tiny_artifacts["question-answering", "onnxruntime"])
+    assert code == 0
+    for text in ("question-answering", "onnxruntime / fp32", "start_logits", "model.onnx", "Attention=2"):
+        assert text in out
+    code, out, _ = run(capsys, "inspect", "--json", tiny_artifacts["question-answering", "onnxruntime"])
+    assert json.loads(out)["task"] == "question-answering"
+
+
+def test_unknown_task(tmp_path, capsys):
+    code, _, err = run(capsys, "export", "--model", "tiny", "--task", "summarization", "--out", tmp_path / "x")
+    assert code == 2 and "unknown task 'summarization'" in err and "text-classification" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_path_that_does_not_exist(tmp_path, capsys):
+    code, _, err = run(capsys, "export", "--model", tmp_path / "no-such-model", "--out", tmp_path / "x")
+    assert code == 2 and "does not exist" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hub_id_while_offline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code, _, err = run(capsys, "export", "--model", "someorg/some-distilbert", "--out", tmp_path / "x")
+    assert code == 2 and "someorg/some-distilbert" in err and "local" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_empty_text_list(tiny_artifacts, tmp_path, capsys):
+    art = tiny_artifacts["text-classification", "onnxruntime"]
+    code, _, err = run(capsys, "predict", art)
+    assert code == 2 and "no input given" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    code, _, err = run(capsys, "predict", art, "--file", empty)
+    assert code == 2 and "no input given" in err
+
+
+def test_text_longer_than_max_length(tiny_artifacts, capsys):
+    art = tiny_artifacts["text-classification", "onnxruntime"]
+    long_text = "word " * 700
+    with pytest.warns(UserWarning, match="truncat"):
+        code, out, _ = run(capsys, "predict", art, "--text", long_text)
+    assert code == 0 and json.loads(out)["output"][0]["label"]
+    code, _, err = run(capsys, "predict", art, "--error-on-overflow", "--text", long_text)
+    assert code == 2 and "512" in err
+
+
+def test_tampered_and_unknown_schema_artifacts(tiny_artifacts, tmp_path, capsys):
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifacts["text-classification", "onnxruntime"], art)
+    with open(art / "model.onnx", "r+b") as f:
+        f.truncate(2048)
+    code, _, err = run(capsys, "predict", art, "--text", "hi")
+    assert code == 2 and "sha256 mismatch" in err
+    shutil.rmtree(art)
+    shutil.copytree(tiny_artifacts["text-classification", "onnxruntime"], art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["schema_version"] = 2
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "inspect", art)
+    assert code == 2 and "schema version 2 is not supported" in err
+
+
+def test_cuda_provider_missing_is_exit_2(tiny_artifacts, capsys):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has CUDA")
+    code, _, err = run(capsys, "predict", tiny_artifacts["text-classification", "onnxruntime"],
+                       "--device", "cuda", "--text", "hi")
+    assert code == 2 and "CUDAExecutionProvider" in err and "onnxruntime-gpu" in err

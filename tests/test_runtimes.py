@@ -128,14 +128,20 @@ def test_import_runtimes_does_not_import_torch():
 
 
 @pytest.mark.gpu
-def test_torch_fp16_on_cuda_matches_fp32_cpu(tiny_artifacts):
-    path = tiny_artifacts["text-classification", "torch"]
-    feed = next(feeds(False))
-    with load_runtime(path) as cpu, load_runtime(path, RuntimeOptions(device="cuda", precision="fp16")) as gpu:
-        assert "gpu" in gpu.describe()
-        a, b = cpu.infer(feed)["logits"], gpu.infer(feed)["logits"]
-        assert np.array_equal(a.argmax(-1), b.argmax(-1))
-        assert np.max(np.abs(a - b)) < 1e-2
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_torch_on_cuda_matches_fp32_cpu(tiny_artifacts, task, precision):
+    path = tiny_artifacts[task, "torch"]
+    tol = {"fp32": 1e-4, "fp16": 5e-3, "bf16": 5e-2}[precision]
+    with load_runtime(path) as cpu, load_runtime(path, RuntimeOptions(device="cuda", precision=precision)) as gpu:
+        d = gpu.describe()
+        assert d["device"] == "cuda" and d["precision"] == precision and d["gpu"]
+        for feed in feeds(task == "multiple-choice"):
+            want, got = cpu.infer(feed), gpu.infer(feed)
+            for name in want:
+                scale = max(1.0, float(np.max(np.abs(want[name]))))
+                assert got[name].dtype == np.float32
+                assert np.max(np.abs(got[name] - want[name])) <= tol * scale, (name, precision)
 
 
 @pytest.mark.gpu

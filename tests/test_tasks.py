@@ -91,9 +91,37 @@ def tiny(tmp_path_factory):
     return out
 
 
-def make(tiny, task, **kw):
+def make(tiny, task, runtime=None, **kw):
     model, tok = tiny[task]
-    return TaskPipeline(TorchInfer(model, task), tok, task, LABELS.get(task), **kw)
+    return TaskPipeline(runtime or TorchInfer(model, task), tok, task, LABELS.get(task), **kw)
+
+
+@pytest.fixture(scope="session")
+def runtime_of(tiny, tmp_path_factory):
+    """(task, backend) -> a loaded project runtime over the same tiny model, exported through the
+    project's exporter from its save_pretrained directory ('adapter' = the TorchInfer stand-in)."""
+    from exporters.onnx_export import ExportConfig, export
+    from runtimes.registry import load_runtime
+
+    root, loaded = tmp_path_factory.mktemp("tiny-task-artifacts"), {}
+
+    def get(task, backend):
+        if backend == "adapter":
+            return TorchInfer(tiny[task][0], task)
+        if (task, backend) not in loaded:
+            model, tok = tiny[task]
+            tok.save_pretrained(model.name_or_path)
+            out = root / task / backend
+            export(ExportConfig(model=str(model.name_or_path), task=task, out=out, backend=backend))
+            loaded[task, backend] = load_runtime(out)
+        return loaded[task, backend]
+
+    yield get
+    for rt in loaded.values():
+        rt.close()
+
+
+RUNTIMES = pytest.mark.parametrize("backend", ["adapter", "torch", "onnxruntime"])
 
 
 def reference(tiny, task):
@@ -134,8 +162,9 @@ def test_json_plain_types(tiny):
 
 @pytest.mark.parametrize("kwargs", [{}, {"top_k": None}, {"top_k": 1}, {"top_k": 2}, {"function_to_apply": "sigmoid"},
                                     {"function_to_apply": "none", "top_k": None}])
-def test_text_classification_matches_pipeline(tiny, kwargs):
-    ours, ref = make(tiny, "text-classification", batch_size=3), reference(tiny, "text-classification")
+@RUNTIMES
+def test_text_classification_matches_pipeline(tiny, kwargs, backend, runtime_of):
+    ours, ref = make(tiny, "text-classification", runtime_of("text-classification", backend), batch_size=3), reference(tiny, "text-classification")
     for text in SENTENCES[:3]:
         same(ours(text, **kwargs), ref(text, **kwargs))
     same(ours(SENTENCES, **kwargs), ref(SENTENCES, **kwargs))
@@ -161,8 +190,9 @@ MASKED = ["Paris is the [MASK] of France.", "The [MASK] sat on the [MASK] all da
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"top_k": 1}, {"top_k": 12}, {"targets": ["capital", "city", "zzzqqq"]}])
-def test_fill_mask_matches_pipeline(tiny, kwargs):
-    ours, ref = make(tiny, "fill-mask", batch_size=2), reference(tiny, "fill-mask")
+@RUNTIMES
+def test_fill_mask_matches_pipeline(tiny, kwargs, backend, runtime_of):
+    ours, ref = make(tiny, "fill-mask", runtime_of("fill-mask", backend), batch_size=2), reference(tiny, "fill-mask")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # out-of-vocabulary target notices
         for text in MASKED:
@@ -184,8 +214,9 @@ def test_fill_mask_shapes_and_no_mask(tiny):
 
 
 @pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
-def test_token_classification_matches_pipeline(tiny, strategy):
-    ours, ref = make(tiny, "token-classification", batch_size=4), reference(tiny, "token-classification")
+@RUNTIMES
+def test_token_classification_matches_pipeline(tiny, strategy, backend, runtime_of):
+    ours, ref = make(tiny, "token-classification", runtime_of("token-classification", backend), batch_size=4), reference(tiny, "token-classification")
     kw = {"aggregation_strategy": strategy}
     for text in SENTENCES:
         same(ours(text, **kw), ref(text, **kw))
@@ -204,8 +235,9 @@ def test_token_classification_finds_entities(tiny):
 # --- feature-extraction ---------------------------------------------------------------------------------
 
 
-def test_feature_extraction_matches_pipeline(tiny):
-    ours, ref = make(tiny, "feature-extraction", batch_size=3), reference(tiny, "feature-extraction")
+@RUNTIMES
+def test_feature_extraction_matches_pipeline(tiny, backend, runtime_of):
+    ours, ref = make(tiny, "feature-extraction", runtime_of("feature-extraction", backend), batch_size=3), reference(tiny, "feature-extraction")
     got, want = ours(SENTENCES), ref(SENTENCES)
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -264,8 +296,9 @@ def qa_reference(tiny, question, context, *, top_k=1, doc_stride=None, max_answe
 @pytest.mark.parametrize("kwargs", [{}, {"top_k": 3}, {"handle_impossible_answer": True, "top_k": 2},
                                     {"max_answer_len": 4, "align_to_words": False},
                                     {"max_seq_len": 64, "doc_stride": 16, "top_k": 2}])
-def test_question_answering_matches_reference(tiny, kwargs):
-    ours = make(tiny, "question-answering", batch_size=4)
+@RUNTIMES
+def test_question_answering_matches_reference(tiny, kwargs, backend, runtime_of):
+    ours = make(tiny, "question-answering", runtime_of("question-answering", backend), batch_size=4)
     for context in (CONTEXT, LONG_CONTEXT):
         for q in QUESTIONS:
             same(ours(question=q, context=context, **kwargs), qa_reference(tiny, q, context, **kwargs))
@@ -305,7 +338,8 @@ def test_question_answering_inputs(tiny):
 # --- multiple-choice ------------------------------------------------------------------------------------
 
 
-def test_multiple_choice_is_softmax_of_torch_logits(tiny):
+@RUNTIMES
+def test_multiple_choice_is_softmax_of_torch_logits(tiny, backend, runtime_of):
     import torch
 
     model, tok = tiny["multiple-choice"]
@@ -313,7 +347,7 @@ def test_multiple_choice_is_softmax_of_torch_logits(tiny):
              {"prompt": "Paris is in", "choices": ["France", "the middle of the Pacific Ocean, far from land"]},
              {"prompt": "Cats like", "choices": ["fish", "water", "dogs", "sleeping all day long"]},
              {"prompt": "Two plus two is", "choices": ["four", "five"]}]
-    ours = make(tiny, "multiple-choice", batch_size=3)
+    ours = make(tiny, "multiple-choice", runtime_of("multiple-choice", backend), batch_size=3)
     got = ours(items)
     for item, answer in zip(items, got):
         enc = tok([item["prompt"]] * len(item["choices"]), item["choices"], return_tensors="pt", padding=True)
@@ -323,7 +357,8 @@ def test_multiple_choice_is_softmax_of_torch_logits(tiny):
         assert answer["choice"] == int(logits.argmax())
         np.testing.assert_allclose(answer["scores"], probs.numpy(), atol=1e-4, rtol=0)
     # one batch per number of choices: (2 prompts x 2 choices), (1 x 3), (1 x 4)
-    assert sorted(s[:2] for s in ours.runtime.shapes) == [(1, 3), (1, 4), (2, 2)]
+    if backend == "adapter":
+        assert sorted(s[:2] for s in ours.runtime.shapes) == [(1, 3), (1, 4), (2, 2)]
     same(ours(items[1]), got[1])
     with pytest.raises(InputError, match="at least one choice"):
         ours({"prompt": "x", "choices": []})

@@ -7,6 +7,12 @@ TORCH_CONSTRAINTS ?= constraints/cpu.txt
 EXTRAS ?= export,ort,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
+# A second venv with transformers 4.57: the real question-answering pipeline (removed in transformers 5) that
+# tests/test_tasks_tf4.py checks the task layer against. Kept small: the CPU torch build (the oracle runs on CPU,
+# GPU runs included), transformers, numpy.
+VENV_TF4 ?= .venv-tf4
+TF4_CONSTRAINTS ?= constraints/cpu.txt
+TF4_STAMP := $(VENV_TF4)/.installed-tf4
 
 export DISTILBERT_DEPLOY_CACHE ?= $(CURDIR)/.cache
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -16,13 +22,20 @@ TASK ?= text-classification
 ARTIFACTS_DIR ?= artifacts
 OUT ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
 
-.PHONY: venv demo test export-onnx clean
+.PHONY: venv venv-tf4 demo test export-onnx clean
 venv: $(STAMP)
+venv-tf4: $(TF4_STAMP)
 
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c $(TORCH_CONSTRAINTS) -e '.[$(EXTRAS)]'
+	@touch $@
+
+$(TF4_STAMP): $(TF4_CONSTRAINTS)
+	@test -x $(VENV_TF4)/bin/python || $(PYTHON) -m venv $(VENV_TF4)
+	$(VENV_TF4)/bin/python -m pip install -q --upgrade pip
+	$(VENV_TF4)/bin/python -m pip install -q -c $(TF4_CONSTRAINTS) torch 'transformers==4.57.*' numpy
 	@touch $@
 
 demo: $(STAMP)
@@ -31,8 +44,16 @@ demo: $(STAMP)
 export-onnx: $(STAMP)
 	$(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) $(TF4_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(ARTIFACTS_DIR) reports .cache
+
+# Accuracy parity against PyTorch (benchmarks/parity). ARTIFACTS: space-separated artifact dirs;
+# default: every artifact under $(ARTIFACTS_DIR). PARITY_ARGS: e.g. --corpus full --precision bf16 --tol k=v
+ARTIFACTS ?= $(shell find $(ARTIFACTS_DIR) -name manifest.json -not -path '*/.*' 2>/dev/null | xargs -r -n1 dirname | sort)
+PARITY_ARGS ?=
+.PHONY: parity
+parity: $(STAMP)
+	$(BIN)/distilbert-deploy parity $(ARTIFACTS) --artifacts $(ARTIFACTS_DIR) --out reports $(PARITY_ARGS)

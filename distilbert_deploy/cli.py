@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-verify", action="store_true", help="skip the checksum check")
     i.set_defaults(run=cmd_inspect)
 
+    q = sub.add_parser("parity", help="judge artifacts against the PyTorch fp32 reference on real text",
+                       description="Exit 0: every target passes; 1: a target fails parity (the report says which "
+                                   "case and how to reproduce it); 2: bad input or a backend that cannot run here.")
+    q.add_argument("artifact", type=Path, nargs="*", help="artifact directories (default: every one under --artifacts)")
+    q.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="where to look when none is given")
+    q.add_argument("--out", type=Path, default=Path("reports"), help="writes parity.json and parity.md here")
+    q.add_argument("--corpus", default="ci", choices=["ci", "full"],
+                   help="ci: tens of cases per task, 300 labelled tweets; full: all 2000 held-out tweets")
+    q.add_argument("--precision", action="append", default=[],
+                   help="run these precisions (repeatable or comma-separated; torch artifacts run any the device "
+                        "allows, built artifacts only their own; default: each artifact's own)")
+    q.add_argument("--tol", action="append", default=[], metavar="[TASK.][PRECISION.]KEY=VALUE",
+                   help="override a tolerance (see benchmarks/parity/tolerances.py); 'none' reports without judging")
+    q.add_argument("--case", action="append", default=[], help="only this case id or id prefix (repeatable)")
+    q.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    q.add_argument("--no-manifest", action="store_true", help="do not write the verdict into the manifests")
+    q.set_defaults(run=cmd_parity)
+
     d = sub.add_parser("demo", help="export the default model, predict real text with both runtimes")
     d.add_argument("--model", default="default")
     d.add_argument("--artifacts", type=Path, default=Path("artifacts"))
@@ -138,6 +156,13 @@ def cmd_inspect(args) -> None:
     from .inspect_view import render
 
     render(art, verified=not args.no_verify)
+
+
+def cmd_parity(args) -> int:
+    """A failing verdict is a result, not bad input: exit 1 (DeployError stays exit 2)."""
+    from benchmarks.parity.cli import run
+
+    return run(args)
 
 
 def cmd_demo(args) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtimes.artifact import sha256_file
 from runtimes.errors import ModelSourceError
 from runtimes.heads import HeadSpec, get_head
 
@@ -144,19 +145,11 @@ def _check_tokenizer(name: str, tokenizer, cfg) -> None:
 
 def _weights_hash(path: Path) -> dict:
     files = sorted({f for pat in WEIGHT_FILES for f in path.glob(pat)})
-    hashes = {f.name: _sha256(f) for f in files}
+    hashes = {f.name: sha256_file(f) for f in files}
     if len(hashes) == 1:
         return {"sha256": next(iter(hashes.values())), "files": list(hashes)}
     combined = hashlib.sha256("".join(f"{n}:{h}\n" for n, h in hashes.items()).encode()).hexdigest()
     return {"sha256": combined, "files": list(hashes)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _labels(config, task: str) -> tuple[str, ...] | None:
@@ -225,7 +218,7 @@ def _build(name: str, spec: HeadSpec, folder: Path, root: Path) -> None:
         with _quiet():
             model.eval().save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        source = {"kind": "builtin", "id": name, "sha256": _sha256(tmp / "model.safetensors"), **source}
+        source = {"kind": "builtin", "id": name, "sha256": sha256_file(tmp / "model.safetensors"), **source}
         meta = {"build_version": BUILD_VERSION, "name": name, "task": spec.task,
                 "labels": list(LABELED_TASKS.get(spec.task, ())) or None, "source": source}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -29,6 +29,9 @@ class TorchRuntime(Runtime):
             torch.set_num_threads(self.options.threads)
         self.torch = torch
         self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # per-weight loading bars: noise in a service's log
         cls = getattr(transformers, get_head(self.manifest.task).model_class)
         model = cls.from_pretrained(self.artifact.path, attn_implementation="eager")
         self.model = model.to(device=device, dtype=self.dtype).eval()

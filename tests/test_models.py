@@ -267,6 +267,28 @@ def test_hub_offline_names_the_fix(repo, monkeypatch):
     assert time.perf_counter() - t0 < 30  # no network retries
 
 
+def test_hub_id_served_from_the_local_hub_cache_offline(tmp_path, tiny_cache):
+    """A hub id that is in the hub cache loads offline, with the snapshot revision as provenance."""
+    import json
+
+    loaded = _load("tiny", "text-classification", tiny_cache)
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someorg--tiny-distilbert"
+    snapshot = repo / "snapshots" / revision
+    loaded.model.save_pretrained(snapshot)
+    loaded.tokenizer.save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    code = ("import json; from exporters.models import load_model; "
+            "m = load_model('someorg/tiny-distilbert', 'text-classification'); "
+            "print(json.dumps({'source': m.source, 'labels': m.labels}))")
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["source"] == {"kind": "hub", "id": "someorg/tiny-distilbert", "revision": revision}
+    assert tuple(got["labels"]) == loaded.labels
+
+
 # ---------------------------------------------------------------- tweets and the default sentiment head
 
 def test_tweet_split_is_disjoint_and_stable():

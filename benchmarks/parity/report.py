@@ -1,0 +1,130 @@
+"""The parity report: typed, versioned JSON whose truth value is pass/fail, and its Markdown view
+(a pure function of the JSON, so old reports can be re-rendered)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+MAX_FAILURES_SHOWN = 10  # per check, in the Markdown; the JSON keeps every one
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float
+    limit: float | None  # None: reported, not judged
+    op: str  # "<=" or ">="
+    passed: bool | None  # None when not judged
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CaseFailure:
+    case: str
+    check: str
+    detail: str
+    repro: str  # the exact command that reproduces this case
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    artifact: str
+    task: str
+    backend: str
+    precision: str
+    device: str
+    reference: str
+    passed: bool
+    cases: int
+    seconds: float
+    checks: tuple[Check, ...]
+    failures: tuple[CaseFailure, ...]
+    repro: str
+    tolerance: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.task}-{self.backend}-{self.precision}"
+
+    def summary(self) -> dict:
+        """What goes into the artifact's manifest."""
+        return {"passed": self.passed, "cases": self.cases, "reference": self.reference, "device": self.device,
+                "checks": {c.name: {"value": c.value, "limit": c.limit, "passed": c.passed} for c in self.checks},
+                "failures": len(self.failures)}
+
+
+@dataclass(frozen=True)
+class Report:
+    passed: bool
+    targets: tuple[TargetReport, ...]
+    corpus: dict
+    created: str
+    command: str
+    schema_version: int = SCHEMA_VERSION
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {"schema_version": d.pop("schema_version"), "passed": d.pop("passed"), **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        targets = tuple(TargetReport(**{**t, "checks": tuple(Check(**c) for c in t["checks"]),
+                                        "failures": tuple(CaseFailure(**f) for f in t["failures"])})
+                        for t in d["targets"])
+        return cls(**{**d, "targets": targets})
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "–"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.6g}"
+    return f"{x:.2e}"
+
+
+def to_markdown(d: dict) -> str:
+    """Markdown summary of a report dict (Report.to_dict() or the parsed parity.json)."""
+    verdict = "PASSED" if d["passed"] else "FAILED"
+    c = d["corpus"]
+    lines = [f"# Parity: {verdict}", "",
+             f"Reference: PyTorch fp32 on CPU. Corpus `{c['size']}` (version {c['version']}). "
+             f"{sum(t['passed'] for t in d['targets'])}/{len(d['targets'])} targets pass. Created {d['created']}.", "",
+             "| target | artifact | cases | result | checks (value vs limit) |", "|---|---|---|---|---|"]
+    for t in d["targets"]:
+        checks = "; ".join(f"{'❌ ' if k['passed'] is False else ''}{k['name']} {fmt(k['value'])}"
+                           + (f" {k['op']} {fmt(k['limit'])}" if k["limit"] is not None else " (reported)")
+                           + (f" ({k['detail']})" if k["name"] == "accuracy_delta" else "")
+                           for k in t["checks"])
+        lines.append(f"| `{t['task']}-{t['backend']}-{t['precision']}` | `{t['artifact']}` | {t['cases']} | "
+                     f"{'pass' if t['passed'] else '**FAIL**'} | {checks} |")
+    failing = [t for t in d["targets"] if not t["passed"]]
+    for t in failing:
+        lines += ["", f"## FAIL `{t['task']}-{t['backend']}-{t['precision']}` ({t['artifact']})", "",
+                  f"Reproduce: `{t['repro']}`", ""]
+        for k in t["checks"]:
+            if k["passed"] is False:
+                lines.append(f"- **{k['name']}** = {fmt(k['value'])}, limit {k['op']} {fmt(k['limit'])}"
+                             + (f": {k['detail']}" if k["detail"] else ""))
+        by_check: dict[str, list] = {}
+        for f in t["failures"]:
+            by_check.setdefault(f["check"], []).append(f)
+        for name, fs in by_check.items():
+            lines.append(f"- failing cases for {name} ({len(fs)}):")
+            lines += [f"  - `{f['case']}`: {f['detail']}. Reproduce: `{f['repro']}`" for f in fs[:MAX_FAILURES_SHOWN]]
+            if len(fs) > MAX_FAILURES_SHOWN:
+                lines.append(f"  - … {len(fs) - MAX_FAILURES_SHOWN} more in parity.json")
+    return "\n".join(lines) + "\n"
+
+
+def write(report: Report, out: str | Path) -> tuple[Path, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    d = report.to_dict()
+    (out / "parity.json").write_text(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    (out / "parity.md").write_text(to_markdown(d))
+    return out / "parity.json", out / "parity.md"

@@ -1,0 +1,163 @@
+"""One parity run: expand artifacts into (artifact, precision) targets, compare each against the PyTorch
+reference on the corpus, write the verdict into each manifest, and return the Report."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtimes.artifact import read_manifest, update_manifest
+from runtimes.base import PRECISIONS, RuntimeOptions
+from runtimes.errors import ArtifactMismatch, ConfigError
+
+from . import corpus
+from .comparator import TASK_KWARGS, CaseResult, Recorder, TorchReference, compare_case, judge, run_case
+from .report import Report, TargetReport
+from .tolerances import parse_overrides, tolerance_for
+
+BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    artifacts: tuple[Path, ...]
+    corpus: str = "ci"
+    precisions: tuple[str, ...] = ()  # () = each artifact's own precision
+    tol: tuple[str, ...] = ()  # --tol overrides, as given
+    cases: tuple[str, ...] = ()  # only these case ids (or id prefixes)
+    device: str = "cpu"
+    write_manifest: bool = True
+
+    def __post_init__(self):
+        if not self.artifacts:
+            raise ConfigError("no artifacts given. Fix: pass artifact directories (they hold manifest.json), "
+                              "or export one with `distilbert-deploy export`")
+        if self.corpus not in corpus.SIZES:
+            raise ConfigError(f"unknown corpus '{self.corpus}'. Expected one of: {', '.join(corpus.SIZES)}")
+        if bad := [p for p in self.precisions if p not in PRECISIONS]:
+            raise ConfigError(f"unknown precision {bad}. Expected some of: {', '.join(PRECISIONS)}")
+        parse_overrides(self.tol)  # ConfigError on a malformed override
+
+
+def targets(cfg: ParityConfig) -> list[tuple[Path, str]]:
+    """(artifact, precision) pairs. --precision applies to artifacts that can run it: a torch artifact runs
+    any precision the device allows; a compiled artifact only the precision it was built for."""
+    out = []
+    for path in cfg.artifacts:
+        m = read_manifest(path)
+        wanted = cfg.precisions or (m.precision,)
+        runnable = [p for p in wanted if p == m.precision or m.backend == "torch"]
+        if cfg.precisions and not runnable:
+            continue
+        out += [(Path(path), p) for p in runnable]
+    if not out:
+        raise ConfigError(f"none of the artifacts can run precision(s) {', '.join(cfg.precisions)}")
+    return out
+
+
+def repro_command(path: Path, precision: str, cfg: ParityConfig, case: str | None = None) -> str:
+    args = ["distilbert-deploy", "parity", str(path), "--precision", precision, "--corpus", cfg.corpus,
+            "--out", "reports/repro"]
+    if cfg.device != "cpu":
+        args += ["--device", cfg.device]
+    for t in cfg.tol:
+        args += ["--tol", t]
+    if case:
+        args += ["--case", case]
+    return shlex.join(args)
+
+
+def reference_for(manifest):
+    """The fp32 PyTorch model the artifact was built from (same name and, where recorded, same weights)."""
+    from exporters.models import load_model
+
+    src = manifest.source
+    name = src.get("path") if src.get("kind") == "local" else src.get("name") or src.get("id")
+    if not name:
+        raise ArtifactMismatch("the artifact's manifest records no source model, so there is no PyTorch reference. "
+                               "Fix: re-export it with `distilbert-deploy export`")
+    loaded = load_model(name, manifest.task)
+    if src.get("sha256") and loaded.source.get("sha256") and src["sha256"] != loaded.source["sha256"]:
+        raise ArtifactMismatch(f"the reference '{name}' ({manifest.task}) has weights sha256 "
+                               f"{loaded.source['sha256'][:12]}…, the artifact was built from {src['sha256'][:12]}…. "
+                               f"Fix: rebuild the model cache (DISTILBERT_DEPLOY_CACHE) or re-export the artifact")
+    return loaded
+
+
+def run_parity(cfg: ParityConfig, progress=None) -> Report:
+    """progress: a rich Progress (or None) that gets one bar per target."""
+    from runtimes.registry import load_runtime
+    from runtimes.tasks import TaskPipeline, load_tokenizer
+
+    overrides = parse_overrides(cfg.tol)
+    references: dict = {}
+    reports = []
+    for path, precision in targets(cfg):
+        m = read_manifest(path)
+        key = (m.source.get("name"), m.source.get("sha256"), m.task)
+        if key not in references:
+            references[key] = reference_for(m)
+        ref = references[key]
+        tol = tolerance_for(m.task, precision, overrides)
+        max_len = m.shape_profile["max"]["sequence"]
+        batch = min(BATCH_SIZE, m.shape_profile["max"]["batch"])
+        cases = [c for c in corpus.cases(m.task, ref.tokenizer, cfg.corpus)
+                 if not cfg.cases or any(c.id == x or c.id.startswith(x.rstrip("*")) for x in cfg.cases)]
+        if not cases:
+            raise ConfigError(f"no {m.task} case matches --case {', '.join(cfg.cases)}")
+        label = f"{m.task}-{m.backend}-{precision}"
+        bar = progress.add_task(label, total=len(cases)) if progress else None
+        t0 = time.perf_counter()
+        runtime = load_runtime(path, RuntimeOptions(device=cfg.device, precision=precision))
+        try:
+            mk = dict(max_length=max_len, batch_size=batch)
+            ref_pipe = TaskPipeline(Recorder(TorchReference(ref.model, m.task)), ref.tokenizer, m.task, ref.labels, **mk)
+            got_pipe = TaskPipeline(Recorder(runtime), load_tokenizer(path), m.task, m.labels, **mk)
+            special = set(ref.tokenizer.all_special_ids)
+            results = []
+            for case in cases:
+                r = run_case(ref_pipe, case, TASK_KWARGS[m.task])
+                try:
+                    g = run_case(got_pipe, case, TASK_KWARGS[m.task])
+                except Exception as e:  # a crash on one case is a failing case, not a crashed suite
+                    got_pipe.runtime.take()
+                    results.append(CaseResult(case.id, error=f"{type(e).__name__}: {e}"))
+                else:
+                    results.append(compare_case(m.task, case, r, g, (ref.labels, m.labels), special))
+                if progress:
+                    progress.advance(bar)
+        finally:
+            runtime.close()
+        checks, fails = judge(m.task, results, tol, lambda cid: repro_command(path, precision, cfg, cid))
+        passed = all(c.passed is not False for c in checks) and not fails
+        rep = TargetReport(str(path), m.task, m.backend, precision, cfg.device, f"torch fp32 cpu: {ref.name}",
+                           passed, len(cases), round(time.perf_counter() - t0, 2), tuple(checks), tuple(fails),
+                           repro_command(path, precision, cfg), {k: v for k, v in vars(tol).items()})
+        reports.append(rep)
+        if cfg.write_manifest and not cfg.cases:
+            write_summary(path, rep, cfg)
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return Report(all(r.passed for r in reports), tuple(reports),
+                  {"size": cfg.corpus, "version": corpus.version(), "file": "benchmarks/parity/corpus.json"},
+                  created, shlex.join(["distilbert-deploy", "parity", *map(str, cfg.artifacts)]))
+
+
+def write_summary(path: Path, rep: TargetReport, cfg: ParityConfig) -> None:
+    """parity.suite in the manifest: one entry per precision run, next to export_validation."""
+    m = read_manifest(path)
+    suite = dict(m.parity.get("suite") or {})
+    runs = {**suite.get("runs", {}), rep.precision: {**rep.summary(), "corpus": cfg.corpus,
+                                                    "corpus_version": corpus.version()}}
+    suite = {"passed": all(r["passed"] for r in runs.values()), "runs": runs,
+             "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    update_manifest(path, parity={**m.parity, "suite": suite})
+
+
+def default_artifacts(root: str | os.PathLike = "artifacts") -> tuple[Path, ...]:
+    """Every artifact directory under root (a manifest.json; staging dirs start with '.')."""
+    root = Path(root)
+    return tuple(sorted(p.parent for p in root.rglob("manifest.json")
+                        if not any(part.startswith(".") for part in p.relative_to(root).parts)))

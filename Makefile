@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU by default: pins the local CPU torch build. GPU: TORCH_CONSTRAINTS=constraints/gpu.txt EXTRAS=export,ort-gpu,dev
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
-EXTRAS ?= export,ort,dev
+EXTRAS ?= export,ort,openvino,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 # A second venv with transformers 4.57: the real question-answering pipeline (removed in transformers 5) that
@@ -57,3 +57,26 @@ PARITY_ARGS ?=
 .PHONY: parity
 parity: $(STAMP)
 	$(BIN)/distilbert-deploy parity $(ARTIFACTS) --artifacts $(ARTIFACTS_DIR) --out reports $(PARITY_ARGS)
+
+# Optimized / fp16 / INT8 artifacts (quantization/). BACKEND, METHOD (optimize, fp16, dynamic, static), TARGET
+# (avx512-vnni, avx2, arm64, tensorrt, cuda; empty = the method's default); the source fp32 artifact is exported first when missing.
+BACKEND ?= onnxruntime
+METHOD ?= dynamic
+TARGET ?=
+QUANT_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+QUANT_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/$(BACKEND)-$(METHOD)$(if $(TARGET),-$(TARGET)))
+QUANT_ARGS ?=
+.PHONY: quantize
+quantize: $(STAMP)
+	@test -f $(QUANT_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(QUANT_SRC)
+	$(BIN)/distilbert-deploy quantize $(QUANT_SRC) --out $(QUANT_OUT) --backend $(BACKEND) --method $(METHOD) $(if $(TARGET),--target $(TARGET)) $(QUANT_ARGS)
+
+# OpenVINO IR from the ONNX fp32 artifact (exported first when missing). PRECISION: fp32, bf16 or fp16,
+# the CPU inference precision hint (OpenVINO would pick bf16 itself on AVX512-BF16/AMX CPUs).
+PRECISION ?= fp32
+OV_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+OV_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/openvino-$(PRECISION))
+.PHONY: export-openvino
+export-openvino: $(STAMP)
+	@test -f $(OV_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OV_SRC)
+	$(BIN)/distilbert-deploy export-openvino $(OV_SRC) --out $(OV_OUT) --precision $(PRECISION)

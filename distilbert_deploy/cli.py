@@ -80,10 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-manifest", action="store_true", help="do not write the verdict into the manifests")
     q.set_defaults(run=cmd_parity)
 
+    z = sub.add_parser("quantize", help="optimized / fp16 / INT8 artifact from an fp32 artifact (a new artifact)")
+    z.add_argument("artifact", type=Path, help="source artifact (onnxruntime fp32)")
+    z.add_argument("--out", type=Path, required=True, help="new artifact directory")
+    z.add_argument("--backend", default="onnxruntime", help="onnxruntime (openvino: when its recipe is installed)")
+    z.add_argument("--method", default="dynamic",
+                   help="onnxruntime: optimize, fp16, dynamic, static; openvino: int8, int8-accuracy")
+    z.add_argument("--target", help="hardware preset: avx512-vnni, avx2, arm64, tensorrt, cuda "
+                                    "(default: avx512-vnni; cuda for fp16)")
+    z.add_argument("--calibration-size", type=int, default=128, help="static: train tweets to calibrate on")
+    z.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"])
+    z.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    z.add_argument("--max-accuracy-drop", type=float, default=0.01, help="recorded for parity (fraction)")
+    z.set_defaults(run=cmd_quantize)
+
     d = sub.add_parser("demo", help="export the default model, predict real text with both runtimes")
     d.add_argument("--model", default="default")
     d.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     d.set_defaults(run=cmd_demo)
+
+    o = sub.add_parser("export-openvino", help="ONNX fp32 artifact -> OpenVINO IR artifact (CPU)")
+    o.add_argument("src", type=Path, help="an onnxruntime fp32 artifact directory")
+    o.add_argument("--out", type=Path, help="artifact directory (default: beside SRC, openvino-PRECISION)")
+    o.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="inference precision hint (OpenVINO picks bf16 by itself on AVX512-BF16/AMX CPUs)")
+    o.set_defaults(run=cmd_export_openvino)
     return p
 
 
@@ -165,6 +186,25 @@ def cmd_parity(args) -> int:
     return run(args)
 
 
+def cmd_quantize(args) -> None:
+    from quantization.api import quantize
+    from quantization.config import QuantizeConfig
+
+    cfg = QuantizeConfig(artifact=args.artifact, out=args.out, backend=args.backend, method=args.method,
+                         target=args.target, calibration_size=args.calibration_size,
+                         calibrate_method=args.calibrate_method, per_channel=args.per_channel,
+                         max_accuracy_drop=args.max_accuracy_drop)
+    m = quantize(cfg)
+    sizes = m.recipe.get("size_bytes", {})
+    print(f"wrote {m.backend} {m.precision} artifact ({m.recipe.get('method')}, target {m.recipe.get('preset')}) "
+          f"for {m.task} to {args.out}")
+    if fusions := m.recipe.get("fusions"):
+        print("fusions: " + ", ".join(f"{k} x{v}" for k, v in fusions.items()))
+    if sizes:
+        print("size on disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
+    print(f"next: distilbert-deploy parity {args.out}")
+
+
 def cmd_demo(args) -> None:
     from .demo import run
 
@@ -173,3 +213,13 @@ def cmd_demo(args) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cmd_export_openvino(args) -> None:
+    from exporters.openvino_export import OpenVinoExportConfig, export_openvino
+
+    out = args.out or args.src.parent / f"openvino-{args.precision}"
+    m = export_openvino(OpenVinoExportConfig(src=args.src, out=out, precision=args.precision))
+    diffs = ", ".join(f"{k} {x:.2g}" for k, x in m.parity["export_validation"]["max_abs_diff"].items())
+    print(f"wrote openvino {m.precision} artifact for {m.task} to {out} "
+          f"(INFERENCE_PRECISION_HINT={m.recipe['inference_precision_hint']}); max abs diff vs ONNX: {diffs}")

@@ -13,6 +13,7 @@ from .errors import ConfigError, InputError
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+HINTS = ("latency", "throughput")  # performance hints (OpenVINO); None = the backend's default
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class RuntimeOptions:
     precision: str | None = None  # None = what the artifact was built for
     providers: tuple[str, ...] = ()  # onnxruntime execution providers; () = derived from device
     threads: int | None = None  # intra-op threads; None = backend default
+    hint: str | None = None  # openvino: "latency" (one request) or "throughput" (rows in parallel); None = latency
 
     def __post_init__(self):
         if self.device not in DEVICES:
@@ -29,6 +31,8 @@ class RuntimeOptions:
             raise ConfigError(f"unknown precision '{self.precision}'. Expected one of: {', '.join(PRECISIONS)}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.hint is not None and self.hint not in HINTS:
+            raise ConfigError(f"unknown performance hint '{self.hint}'. Expected one of: {', '.join(HINTS)}")
 
 
 class Runtime(ABC):

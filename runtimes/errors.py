@@ -52,3 +52,7 @@ class BackendUnavailable(DeployError):
         if hint:
             msg += f". Fix: {hint}"
         super().__init__(msg)
+
+
+class QuantizationError(DeployError):
+    """A quantization / optimization recipe cannot run on this input (already INT8, no calibration data)."""

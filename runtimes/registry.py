@@ -32,6 +32,7 @@ BACKENDS: dict[str, BackendEntry] = {
     for e in (
         BackendEntry("torch", "runtimes.torch_backend:TorchRuntime", ("torch", "transformers"), "export"),
         BackendEntry("onnxruntime", "runtimes.ort_backend:OrtRuntime", ("onnxruntime",), "ort"),
+        BackendEntry("openvino", "runtimes.openvino_backend:OpenVinoRuntime", ("openvino",), "openvino"),
     )
 }
 

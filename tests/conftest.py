@@ -75,3 +75,35 @@ def tiny_artifacts(tmp_path_factory):
             export(ExportConfig(model="tiny", task=task, out=path, backend=backend))
             out[task, backend] = path
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_openvino(tiny_artifacts, tmp_path_factory):
+    """build(task, precision) -> OpenVINO artifact built from the tiny ONNX artifact, once per session
+    (fp32/bf16: IR export; int8: NNCF on 32 train tweets)."""
+    root = tmp_path_factory.mktemp("tiny-openvino")
+    built = {}
+
+    def build(task: str, precision: str = "fp32"):
+        if (task, precision) not in built:
+            src, out = tiny_artifacts[task, "onnxruntime"], root / task / precision
+            if precision == "int8":
+                from quantization.openvino_int8 import quantize
+
+                quantize(int8_config(src, out))
+            else:
+                from exporters.openvino_export import OpenVinoExportConfig, export_openvino
+
+                export_openvino(OpenVinoExportConfig(src=src, out=out, precision=precision))
+            built[task, precision] = out
+        return built[task, precision]
+
+    return build
+
+
+def int8_config(src, out, method: str = "int8", calibration_size: int = 32, max_accuracy_drop: float = 0.01):
+    """A QuantizeConfig for the OpenVINO NNCF recipe."""
+    from quantization.config import QuantizeConfig
+
+    return QuantizeConfig(artifact=src, out=out, backend="openvino", method=method, calibration_size=calibration_size,
+                          max_accuracy_drop=max_accuracy_drop)

@@ -1,0 +1,50 @@
+"""QuantizeConfig: one frozen request, shared by every backend's recipe. Validation only, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtimes.errors import ConfigError
+
+# Methods per backend; a backend's recipe module may check its own further.
+METHODS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("optimize", "fp16", "dynamic", "static"),
+    "openvino": ("int8", "int8-accuracy"),
+}
+CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
+MIN_CALIBRATION = 8
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    artifact: Path
+    out: Path
+    backend: str = "onnxruntime"
+    method: str = "dynamic"
+    target: str | None = None  # None = the method's default preset (presets.DEFAULT_TARGET)
+    calibration_size: int = 128
+    calibrate_method: str = "minmax"
+    per_channel: bool = False
+    max_accuracy_drop: float = 0.01  # recorded for the parity step; recipes do not enforce it
+
+    def __post_init__(self):
+        if self.backend not in METHODS:
+            raise ConfigError(f"unknown quantization backend '{self.backend}'. Expected one of: {', '.join(METHODS)}")
+        if self.method not in METHODS[self.backend]:
+            raise ConfigError(f"unknown method '{self.method}' for backend {self.backend}. "
+                              f"Expected one of: {', '.join(METHODS[self.backend])}")
+        if self.calibrate_method not in CALIBRATE_METHODS:
+            raise ConfigError(f"unknown calibrate method '{self.calibrate_method}'. "
+                              f"Expected one of: {', '.join(CALIBRATE_METHODS)}")
+        if not isinstance(self.calibration_size, int) or self.calibration_size < 0:
+            raise ConfigError(f"calibration_size must be an integer >= 0, got {self.calibration_size!r}")
+        if not 0 <= self.max_accuracy_drop <= 1:
+            raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}")
+        if Path(self.out).absolute() == Path(self.artifact).absolute():
+            raise ConfigError("--out must differ from the source artifact (a recipe writes a new artifact)")
+
+    @property
+    def preset_name(self) -> str:
+        from .presets import DEFAULT_TARGET
+
+        return self.target or DEFAULT_TARGET.get(self.method, "")

@@ -1,0 +1,126 @@
+"""OpenVINO: IR export, the runtime (precision actually run, hints) and NNCF INT8 on the tiny model.
+Parity of openvino fp32/int8 runs in tests/test_parity.py (its ROWS)."""
+import json
+
+import numpy as np
+import pytest
+
+from runtimes.base import RuntimeOptions
+from runtimes.errors import ArtifactError, ConfigError, QuantizationError
+from runtimes.heads import TASKS
+
+from conftest import int8_config
+from test_runtimes import feeds
+
+pytestmark = pytest.mark.openvino
+
+
+def load(path, **options):
+    from runtimes.registry import load_runtime
+
+    return load_runtime(path, RuntimeOptions(**options))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_ir_fp32_matches_onnxruntime(tiny_artifacts, tiny_openvino, task):
+    path = tiny_openvino(task, "fp32")
+    m = json.loads((path / "manifest.json").read_text())
+    parent = tiny_artifacts[task, "onnxruntime"]
+    assert (m["backend"], m["precision"], m["recipe"]["inference_precision_hint"]) == ("openvino", "fp32", "f32")
+    assert m["source"]["parent"] == {"path": str(parent.absolute()),
+                                     "sha256": json.loads((parent / "manifest.json").read_text())["files"]["model.onnx"]}
+    with load(path) as ov_rt, load(parent) as ort_rt:
+        assert ov_rt.describe()["inference_precision"] == "f32"  # what the compiled model reports, not the request
+        for feed in feeds(task == "multiple-choice"):
+            got, want = ov_rt.infer(feed), ort_rt.infer(feed)
+            assert set(got) == set(want)
+            for name in want:
+                assert got[name].dtype == np.float32 and got[name].shape == want[name].shape
+                assert np.max(np.abs(got[name] - want[name])) <= 1e-4, name
+
+
+def test_throughput_hint_gives_the_same_answers(tiny_openvino):
+    path = tiny_openvino("multiple-choice", "fp32")
+    with load(path) as lat, load(path, hint="throughput") as thr:
+        assert thr.describe()["hint"] == "throughput"
+        for feed in feeds(True):
+            a, b = lat.infer(feed), thr.infer(feed)
+            assert np.max(np.abs(a["logits"] - b["logits"])) <= 1e-5
+
+
+def test_bf16_records_bf16(tiny_openvino):
+    path = tiny_openvino("text-classification", "bf16")
+    assert json.loads((path / "manifest.json").read_text())["recipe"]["inference_precision_hint"] == "bf16"
+    with load(path) as rt:
+        assert rt.describe()["inference_precision"] == "bf16"
+        assert rt.infer(next(feeds(False)))["logits"].dtype == np.float32
+
+
+def test_precision_mismatch_is_an_error(tiny_openvino, tmp_path):
+    import shutil
+
+    from runtimes.artifact import update_manifest
+    from runtimes.errors import ArtifactMismatch
+
+    with pytest.raises(ConfigError, match="is fp32; precision 'bf16'"):
+        load(tiny_openvino("text-classification", "fp32"), precision="bf16")
+    # a hint the CPU may not honour (f16 needs AVX512-FP16/AMX-FP16; elsewhere it runs as bf16 or f32):
+    # either it really runs f16, or loading is refused
+    path = tmp_path / "ir"
+    shutil.copytree(tiny_openvino("text-classification", "fp32"), path)
+    update_manifest(path, recipe={"inference_precision_hint": "f16"})
+    try:
+        with load(path) as rt:
+            assert rt.describe()["inference_precision"] == "f16"
+    except ArtifactMismatch as e:
+        assert "this CPU runs it as" in str(e)
+
+
+def test_int8_runs(tiny_openvino):
+    path = tiny_openvino("text-classification", "int8")
+    m = json.loads((path / "manifest.json").read_text())
+    assert (m["backend"], m["precision"], m["recipe"]["quantizer"]) == ("openvino", "int8", "nncf")
+    assert m["recipe"]["calibration"]["size"] == 32 and "train split" in m["recipe"]["calibration"]["set"]
+    assert b"FakeQuantize" in (path / "model.xml").read_bytes()
+    with load(path) as rt:
+        assert rt.describe()["inference_precision"] == "f32"  # non-quantized ops stay f32, not the bf16 default
+        out = rt.infer(next(feeds(False)))["logits"]
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_bad_inputs_leave_nothing(tiny_artifacts, tiny_openvino, tmp_path):
+    from exporters.openvino_export import OpenVinoExportConfig, export_openvino
+    from quantization.openvino_int8 import quantize
+
+    src = tiny_artifacts["text-classification", "onnxruntime"]
+    with pytest.raises(ConfigError, match="unknown OpenVINO precision"):
+        OpenVinoExportConfig(src=src, out=tmp_path / "x", precision="int4")
+    with pytest.raises(ArtifactError, match="built from the plain onnxruntime fp32 export"):  # torch source
+        export_openvino(OpenVinoExportConfig(src=tiny_artifacts["text-classification", "torch"], out=tmp_path / "a"))
+    with pytest.raises(QuantizationError, match="already INT8"):
+        quantize(int8_config(tiny_openvino("text-classification", "int8"), tmp_path / "b"))
+    with pytest.raises(QuantizationError, match="at least"):
+        quantize(int8_config(src, tmp_path / "c", calibration_size=0))
+    with pytest.raises(ConfigError, match="only for text-classification"):
+        quantize(int8_config(tiny_artifacts["fill-mask", "onnxruntime"], tmp_path / "d", method="int8-accuracy"))
+    assert not list(tmp_path.iterdir())  # no partial or staging directories
+
+
+def test_export_openvino_cli(tiny_artifacts, tmp_path, capsys):
+    from distilbert_deploy.cli import main
+
+    src = tiny_artifacts["fill-mask", "onnxruntime"]
+    assert main(["export-openvino", str(src), "--out", str(tmp_path / "ov"), "--precision", "fp32"]) == 0
+    assert "INFERENCE_PRECISION_HINT=f32" in capsys.readouterr().out
+    assert main(["export-openvino", str(tmp_path / "missing"), "--out", str(tmp_path / "ov2")]) == 2
+    assert not (tmp_path / "ov2").exists()
+
+
+def test_imports_stay_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, runtimes, runtimes.registry, runtimes.openvino_backend, exporters.openvino_export, "
+            "quantization.openvino_int8; bad = [m for m in ('openvino', 'nncf', 'torch') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

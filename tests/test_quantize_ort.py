@@ -1,0 +1,179 @@
+"""quantization/ on the tiny artifacts: every ONNX Runtime recipe writes a loadable artifact with the right
+manifest; INT8 and optimized artifacts pass parity; bad inputs raise the right error and leave nothing behind."""
+import json
+
+import pytest
+
+from conftest import require_backend
+from runtimes.errors import BackendUnavailable, ConfigError, QuantizationError
+
+TASK = "question-answering"  # tiny QA parity runs in seconds (text-classification scores 300 tweets)
+PRECISION = {"optimize": "fp32", "fp16": "fp16", "dynamic": "int8", "static": "int8"}
+
+
+@pytest.fixture(scope="module")
+def src(tiny_artifacts):
+    require_backend("onnxruntime")
+    return tiny_artifacts[TASK, "onnxruntime"]
+
+
+def quantize(src, out, **kw):
+    from quantization.api import quantize
+    from quantization.config import QuantizeConfig
+
+    return quantize(QuantizeConfig(artifact=src, out=out, **{"calibration_size": 16, **kw}))
+
+
+@pytest.fixture(scope="module")
+def built(src, tmp_path_factory):
+    """(method, target) -> artifact path, each built once."""
+    root = tmp_path_factory.mktemp("quantized")
+    out = {}
+    for method, target in (("optimize", None), ("fp16", None), ("dynamic", None), ("static", None),
+                           ("static", "tensorrt"), ("static", "arm64")):
+        path = root / f"{method}-{target}"
+        quantize(src, path, method=method, target=target)
+        out[method, target] = path
+    return out
+
+
+@pytest.mark.parametrize("method,target", [("optimize", None), ("fp16", None), ("dynamic", None), ("static", None),
+                                           ("static", "tensorrt"), ("static", "arm64")])
+def test_manifest_and_loadable(built, src, method, target):
+    import numpy as np
+
+    from runtimes.artifact import load_artifact
+    from runtimes.registry import load_runtime
+
+    art = load_artifact(built[method, target])
+    m, parent = art.manifest, load_artifact(src).manifest
+    assert (m.backend, m.precision, m.task) == ("onnxruntime", PRECISION[method], TASK)
+    assert m.source["sha256"] == parent.source["sha256"]
+    assert m.source["parent"]["sha256"] == parent.files["model.onnx"] and m.source["parent"]["path"] == str(src)
+    assert m.recipe["method"] == method and m.recipe["preset"] == (target or ("cuda" if method == "fp16" else
+                                                                              "avx512-vnni"))
+    assert m.recipe["cpu_check"]["ok"] and {"onnxruntime", "onnx"} <= set(m.versions)
+    assert {"tokenizer.json", "config.json", "model.onnx"} <= set(m.files)
+    if method in ("optimize", "fp16"):
+        assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= set(m.recipe["fusions"])
+        assert m.recipe["opt_level"] == 1
+    if method == "static":
+        assert m.recipe["calibration"]["size"] == 16 and m.recipe["calibration"]["method"] == "minmax"
+        assert "train split" in m.recipe["calibration"]["source"]
+    if target == "tensorrt":
+        assert m.recipe["activation_symmetric"] and m.recipe["weight_symmetric"] and m.recipe["per_channel"]
+    with load_runtime(art.path) as rt:
+        ids = np.array([[101, 2023, 2003, 102]], dtype=np.int64)
+        out = rt.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    assert out["start_logits"].shape == (1, 4) and np.isfinite(out["start_logits"]).all()
+
+
+def test_ort_format_for_arm64(built):
+    m = json.loads((built["static", "arm64"] / "manifest.json").read_text())
+    sizes = m["recipe"]["size_bytes"]
+    assert (built["static", "arm64"] / "model.ort").stat().st_size == sizes["ort"] > 0
+    assert "model.ort" in m["files"] and sizes["parent_onnx"] > 0
+    assert m["recipe"]["activation_type"] == m["recipe"]["weight_type"] == "QInt8"
+
+
+@pytest.mark.parametrize("method,target", [("optimize", None), ("dynamic", None), ("static", None),
+                                           ("static", "tensorrt")])
+def test_parity(built, method, target):
+    from benchmarks.parity import ParityConfig, run_parity
+
+    report = run_parity(ParityConfig(artifacts=(built[method, target],), write_manifest=False))
+    (t,) = report.targets
+    assert report, f"{t.id} fails parity: {[f.detail for f in t.failures[:5]]}; reproduce: {t.repro}"
+    assert t.precision == PRECISION[method] and t.cases >= 10
+
+
+def test_entropy_and_percentile_calibration(src, tmp_path):
+    for how in ("entropy", "percentile"):
+        m = quantize(src, tmp_path / how, method="static", calibrate_method=how, per_channel=True)
+        assert m.recipe["calibration"]["method"] == how and m.recipe["per_channel"] is True
+
+
+def _assert_nothing_left(tmp_path):
+    assert not any(p.name != "src" for p in tmp_path.iterdir()), list(tmp_path.iterdir())
+
+
+def test_already_int8_is_refused(built, tmp_path):
+    with pytest.raises(QuantizationError, match="already INT8"):
+        quantize(built["dynamic", None], tmp_path / "again", method="static")
+    _assert_nothing_left(tmp_path)
+
+
+@pytest.mark.parametrize("size", [0, 7])
+def test_too_small_calibration(src, tmp_path, size):
+    with pytest.raises(QuantizationError, match="at least 8.*Fix: "):
+        quantize(src, tmp_path / "out", method="static", calibration_size=size)
+    _assert_nothing_left(tmp_path)
+
+
+def test_empty_calibration_texts(src, tmp_path):
+    from quantization.config import QuantizeConfig
+    from quantization.ort_quant import quantize as ort_quantize
+
+    with pytest.raises(QuantizationError, match="0 non-empty"):
+        ort_quantize(QuantizeConfig(artifact=src, out=tmp_path / "out", method="static"), texts=["", "  "])
+    _assert_nothing_left(tmp_path)
+
+
+@pytest.mark.parametrize("method,target", [("dynamic", "tensorrt"), ("fp16", "avx512-vnni"), ("dynamic", "arm64"),
+                                           ("static", "cuda"), ("static", "nope")])
+def test_preset_mismatch(src, tmp_path, method, target):
+    with pytest.raises(ConfigError, match="target"):
+        quantize(src, tmp_path / "out", method=method, target=target)
+    _assert_nothing_left(tmp_path)
+
+
+def test_bad_config():
+    from quantization.config import QuantizeConfig
+
+    for kw in ({"backend": "tvm"}, {"method": "int4"}, {"calibrate_method": "mse"}, {"calibration_size": -1}):
+        with pytest.raises(ConfigError):
+            QuantizeConfig(artifact="a", out="b", **kw)
+    with pytest.raises(ConfigError, match="differ"):
+        QuantizeConfig(artifact="a", out="a")
+
+
+def test_torch_artifact_is_refused(tiny_artifacts, tmp_path):
+    with pytest.raises(ConfigError, match="torch artifact"):
+        quantize(tiny_artifacts[TASK, "torch"], tmp_path / "out")
+    _assert_nothing_left(tmp_path)
+
+
+def test_failure_keeps_existing_artifact(src, built, tmp_path):
+    """A failing rebuild over an existing artifact leaves it untouched (staged, then renamed)."""
+    import shutil
+
+    out = tmp_path / "keep"
+    shutil.copytree(built["dynamic", None], out)
+    before = (out / "manifest.json").read_text()
+    with pytest.raises(QuantizationError):
+        quantize(src, out, method="static", calibration_size=3)
+    assert (out / "manifest.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]
+
+
+def test_openvino_backend_is_pluggable(src, tmp_path, monkeypatch):
+    """The dispatch table names quantization.openvino_int8:quantize; absent, it is a clean BackendUnavailable."""
+    import quantization.api as api
+
+    assert api.RECIPES["openvino"] == "quantization.openvino_int8:quantize"
+    monkeypatch.setitem(api.RECIPES, "openvino", "quantization.no_such_recipe:quantize")
+    with pytest.raises(BackendUnavailable, match="openvino"):
+        quantize(src, tmp_path / "out", backend="openvino", method="int8")
+
+
+def test_cli(src, tmp_path, capsys):
+    from distilbert_deploy.cli import main
+
+    assert main(["quantize", str(src), "--out", str(tmp_path / "dyn"), "--method", "dynamic",
+                 "--target", "avx2"]) == 0
+    out = capsys.readouterr().out
+    assert "int8" in out and "avx2" in out and (tmp_path / "dyn" / "manifest.json").is_file()
+    m = json.loads((tmp_path / "dyn" / "manifest.json").read_text())
+    assert m["recipe"]["reduce_range"] is True
+    assert main(["quantize", str(tmp_path / "dyn"), "--out", str(tmp_path / "x"), "--method", "dynamic"]) == 2
+    assert "already INT8" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from runtimes.artifact import Manifest, finalize, library_versions, load_artifact, staging_dir
+from runtimes.artifact import (Artifact, Manifest, copy_side_files, derived_manifest, finalize, library_versions,
+                               load_artifact, staging_dir)
 from runtimes.errors import ArtifactError, BackendUnavailable, ConfigError, ExportError
 from runtimes.heads import get_head
 from runtimes.progress import step
@@ -39,28 +39,15 @@ class OpenVinoExportConfig:
             raise ConfigError(f"--out '{self.out}' is the source artifact; choose another directory")
 
 
-def onnx_parent(src: Path) -> "tuple":
-    """The source artifact, checked: an fp32 ONNX graph. Returns (artifact, parent record for source)."""
+def onnx_parent(src: Path) -> Artifact:
+    """The source artifact, checked: a plain fp32 ONNX export."""
     art = load_artifact(src)
     m = art.manifest
     if m.backend != "onnxruntime" or m.precision != "fp32" or m.source.get("parent") or not m.model_file.endswith(".onnx"):
         raise ArtifactError(f"'{src}' is a {m.backend} {m.precision} artifact; OpenVINO IR is built from the plain "
                             f"onnxruntime fp32 export (not a derived artifact). Fix: `distilbert-deploy export "
                             f"--task {m.task}` first")
-    return art, {"path": str(Path(src).absolute()), "sha256": m.files[m.model_file]}
-
-
-def copy_side_files(art, dst: Path) -> None:
-    """Tokenizer and config files of the parent, not its model or manifest."""
-    for name in art.manifest.files:
-        if name != art.manifest.model_file:
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(art.path / name, dst / name)
-
-
-def derived_manifest(parent_art, parent: dict, **changes) -> Manifest:
-    m = parent_art.manifest
-    return replace(m, source={**m.source, "parent": parent}, files={}, parity={}, created="", **changes)
+    return art
 
 
 def export_openvino(cfg: OpenVinoExportConfig) -> Manifest:
@@ -70,7 +57,7 @@ def export_openvino(cfg: OpenVinoExportConfig) -> Manifest:
         raise BackendUnavailable("openvino", missing=missing, hint=entry.hint)
     import openvino as ov
 
-    art, parent = onnx_parent(Path(cfg.src))
+    art = onnx_parent(Path(cfg.src))
     with staging_dir(cfg.out) as tmp:
         with step("convert ONNX -> OpenVINO IR"):
             try:
@@ -84,7 +71,7 @@ def export_openvino(cfg: OpenVinoExportConfig) -> Manifest:
             validation = validate_ir(tmp / MODEL_FILE, art, cfg.precision, cfg.atol)
         recipe = {"format": "openvino-ir", "converter": "openvino.convert_model", "compress_to_fp16": False,
                   "inference_precision_hint": HINTS[cfg.precision], "device": "CPU"}
-        manifest = derived_manifest(art, parent, backend="openvino", precision=cfg.precision, model_file=MODEL_FILE,
+        manifest = derived_manifest(art, backend="openvino", precision=cfg.precision, model_file=MODEL_FILE,
                                     recipe=recipe, versions=library_versions(*VERSIONED))
         return finalize(tmp, replace(manifest, parity={"export_validation": validation}))
 

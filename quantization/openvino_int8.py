@@ -8,12 +8,10 @@ drops by at most cfg.max_accuracy_drop (a fraction: 0.01 = 1 point)."""
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from runtimes.artifact import Manifest, finalize, library_versions, load_artifact, staging_dir
+from runtimes.artifact import Manifest, copy_side_files, derived_manifest, finalize, library_versions, load_artifact, staging_dir
 from runtimes.errors import BackendUnavailable, ConfigError, QuantizationError
 from runtimes.registry import get_backend
 
@@ -87,16 +85,11 @@ def quantize(cfg) -> Manifest:
             drop_type=nncf.DropType.ABSOLUTE, **common)
         recipe["accuracy_control"] = {"validation": f"{len(val_tweets)} labelled train tweets after the calibration slice",
                                       "max_drop": cfg.max_accuracy_drop, "drop_type": "absolute"}
-    parent = {"path": str(Path(cfg.artifact).absolute()), "sha256": m.files[m.model_file]}
     with staging_dir(cfg.out) as tmp:
         ov.save_model(quantized, str(tmp / MODEL_FILE), compress_to_fp16=False)
-        for name in m.files:
-            if name != m.model_file and not name.endswith((".xml", ".bin")):
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_bytes((art.path / name).read_bytes())
-        manifest = replace(m, backend="openvino", precision="int8", model_file=MODEL_FILE, recipe=recipe,
-                           source={**m.source, "parent": parent}, files={}, parity={}, created="",
-                           versions=library_versions("openvino", "nncf", "onnx"))
+        copy_side_files(art, tmp)
+        manifest = derived_manifest(art, backend="openvino", precision="int8", model_file=MODEL_FILE, recipe=recipe,
+                                    versions=library_versions("openvino", "nncf", "onnx"))
         return finalize(tmp, manifest)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
-from runtimes.artifact import Artifact, Manifest, finalize, library_versions, load_artifact, sha256_file, staging_dir
+from runtimes.artifact import (Artifact, Manifest, copy_side_files, derived_manifest, finalize, library_versions,
+                               load_artifact, staging_dir)
 from runtimes.errors import ConfigError, QuantizationError
 from runtimes.heads import get_head
 from runtimes.progress import step
@@ -42,10 +42,7 @@ def quantize(cfg: QuantizeConfig, texts: list[str] | None = None) -> Manifest:
                  else (calibration_texts(cfg.calibration_size), SOURCE))
     m = parent.manifest
     with staging_dir(cfg.out) as tmp:
-        for name in m.files:
-            if name != m.model_file and not name.endswith((".onnx", ".onnx.data", ".ort")):
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(parent.path / name, tmp / name)
+        copy_side_files(parent, tmp)
         out = tmp / "model.onnx"
         recipe = RECIPES[cfg.method](parent, out, preset, cfg, calib)
         recipe.update(method=cfg.method, preset=preset.name, preset_description=preset.description,
@@ -60,10 +57,8 @@ def quantize(cfg: QuantizeConfig, texts: list[str] | None = None) -> Manifest:
         if not recipe["cpu_check"]["ok"] and cfg.method != "fp16":
             raise QuantizationError(f"the {cfg.method} model does not run on CPU onnxruntime: "
                                     f"{recipe['cpu_check']['error']}. Nothing was written")
-        source = {**m.source, "parent": {"path": str(parent.path.absolute()),
-                                         "sha256": m.files[m.model_file], "precision": m.precision}}
-        manifest = replace(m, precision=PRECISION[cfg.method], model_file="model.onnx", source=source,
-                           recipe=recipe, versions=library_versions(*VERSIONED), files={}, parity={}, created="")
+        manifest = derived_manifest(parent, precision=PRECISION[cfg.method], model_file="model.onnx",
+                                    recipe=recipe, versions=library_versions(*VERSIONED))
         return finalize(tmp, manifest)
 
 

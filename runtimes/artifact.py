@@ -155,6 +155,25 @@ def finalize(staging: Path, manifest: Manifest) -> Manifest:
     return manifest
 
 
+MODEL_SUFFIXES = (".onnx", ".onnx.data", ".ort", ".xml", ".bin", ".safetensors")
+
+
+def copy_side_files(parent: Artifact, dst: Path) -> None:
+    """Copy a parent artifact's tokenizer and config files (never model files) into a staging dir."""
+    for name in parent.manifest.files:
+        if not name.endswith(MODEL_SUFFIXES):
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(parent.path / name, dst / name)
+
+
+def derived_manifest(parent: Artifact, **changes) -> Manifest:
+    """The manifest of an artifact built from `parent`: same source, plus a record of the parent
+    model; checksums, parity and creation time start empty (finalize fills them)."""
+    m = parent.manifest
+    record = {"path": str(parent.path.absolute()), "sha256": m.files[m.model_file]}
+    return replace(m, source={**m.source, "parent": record}, files={}, parity={}, created="", **changes)
+
+
 def update_manifest(path: str | os.PathLike, **changes) -> Manifest:
     """Atomically rewrite fields of an existing artifact's manifest (e.g. the parity summary)."""
     path = Path(path)

@@ -80,3 +80,58 @@ OV_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFAC
 export-openvino: $(STAMP)
 	@test -f $(OV_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OV_SRC)
 	$(BIN)/distilbert-deploy export-openvino $(OV_SRC) --out $(OV_OUT) --precision $(PRECISION)
+
+# Intel Neural Compressor: its own venv, because onnx-neural-compressor pins numpy 1.x and needs the undeclared
+# prettytable and scipy. No project install, no torch: quantization/inc.py (main venv) tokenizes everything and runs
+# quantization/inc_worker.py with this python. Then `make quantize BACKEND=inc METHOD=int8-accuracy` (or int8).
+# `make test` builds it too, so tests/test_inc.py runs instead of skipping.
+VENV_INC ?= .venv-inc
+INC_STAMP := $(VENV_INC)/.installed-inc
+.PHONY: venv-inc
+venv-inc: $(INC_STAMP)
+
+$(INC_STAMP):
+	@test -x $(VENV_INC)/bin/python || $(PYTHON) -m venv $(VENV_INC)
+	$(VENV_INC)/bin/python -m pip install -q --upgrade pip
+	$(VENV_INC)/bin/python -m pip install -q 'onnx-neural-compressor==1.0' 'numpy==1.26.*' prettytable scipy onnx onnxruntime
+	@touch $@
+
+test: $(INC_STAMP)
+
+# INT8 floor benchmark (benchmarks/int8_floor.py): the project's fastest CPU artifacts against the INT8 GEMM peak,
+# PyTorch eager fp32 and plain nncf.quantize defaults, one process, interleaved. FLOOR_MODEL: base-random (base size).
+FLOOR_MODEL ?= base-random
+FLOOR_ARGS ?=
+.PHONY: bench-int8
+bench-int8: $(STAMP)
+	$(BIN)/python -m benchmarks.int8_floor --model $(FLOOR_MODEL) --artifacts $(ARTIFACTS_DIR) --out reports $(FLOOR_ARGS)
+
+# Latency benchmark harness (benchmarks/bench; docs/bench.md). Variables: MODEL, TASK, ARTIFACTS (space-separated
+# dirs; default here: the ONNX fp32 artifact of MODEL/TASK, exported first when missing), SCENARIO (latency, sweep,
+# realtext, throughput, coldstart, comma-separated; default all), QUICK=1 (tiny shapes/counts), BENCH_ARGS (more
+# flags, see `python -m benchmarks.bench run -h`). Baselines: PyTorch eager fp32/bf16 and torch.compile; peers:
+# plain ORT, plain OpenVINO+NNCF, and optimum/optimum-intel from $(VENV_OPTIMUM) (`make venv-optimum`; skipped with
+# the reason when absent). Writes $(BENCH_OUT)/bench.{json,md,png}.
+VENV_OPTIMUM ?= .venv-optimum
+OPTIMUM_STAMP := $(VENV_OPTIMUM)/.installed-optimum
+BENCH_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+BENCH_ARTIFACTS ?= $(if $(filter command line,$(origin ARTIFACTS)),$(ARTIFACTS),$(BENCH_SRC))
+SCENARIO ?= all
+QUICK ?=
+BENCH_OUT ?= reports
+BENCH_ARGS ?=
+BENCH_CMD = make bench MODEL=$(MODEL) TASK=$(TASK) SCENARIO=$(SCENARIO)$(if $(QUICK), QUICK=1)$(if $(filter command line,$(origin ARTIFACTS)), ARTIFACTS="$(ARTIFACTS)")$(if $(filter command line,$(origin BENCH_OUT)), BENCH_OUT=$(BENCH_OUT))$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")
+.PHONY: bench venv-optimum
+venv-optimum: $(OPTIMUM_STAMP)
+
+$(OPTIMUM_STAMP): $(TORCH_CONSTRAINTS)
+	@test -x $(VENV_OPTIMUM)/bin/python || $(PYTHON) -m venv $(VENV_OPTIMUM)
+	$(VENV_OPTIMUM)/bin/python -m pip install -q --upgrade pip
+	$(VENV_OPTIMUM)/bin/python -m pip install -q -c $(TORCH_CONSTRAINTS) 'optimum-intel==1.27.0' 'optimum-onnx==0.1.0' \
+		'optimum==2.1.0' 'transformers==4.57.6' torch onnxruntime openvino nncf numpy
+	@touch $@
+
+bench: $(STAMP)
+	@test -f $(BENCH_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(BENCH_SRC)
+	$(BIN)/python -m benchmarks.bench run $(BENCH_ARTIFACTS) --scenario $(SCENARIO) $(if $(QUICK),--quick) \
+		--out $(BENCH_OUT) --optimum-python $(VENV_OPTIMUM)/bin/python --cmdline '$(BENCH_CMD)' $(BENCH_ARGS)

@@ -83,15 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("quantize", help="optimized / fp16 / INT8 artifact from an fp32 artifact (a new artifact)")
     z.add_argument("artifact", type=Path, help="source artifact (onnxruntime fp32)")
     z.add_argument("--out", type=Path, required=True, help="new artifact directory")
-    z.add_argument("--backend", default="onnxruntime", help="onnxruntime (openvino: when its recipe is installed)")
+    z.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino (NNCF) or inc (Intel Neural "
+                                                            "Compressor, in its own .venv-inc: make venv-inc)")
     z.add_argument("--method", default="dynamic",
-                   help="onnxruntime: optimize, fp16, dynamic, static; openvino: int8, int8-accuracy")
-    z.add_argument("--target", help="hardware preset: avx512-vnni, avx2, arm64, tensorrt, cuda "
-                                    "(default: avx512-vnni; cuda for fp16)")
+                   help="onnxruntime: optimize, fp16, dynamic, static; openvino and inc: int8, int8-accuracy")
+    z.add_argument("--target", help="hardware preset. onnxruntime: avx512-vnni (default), avx2, arm64, tensorrt, "
+                                    "cuda (default for fp16); openvino: cpu-f32 (default), avx512-bf16")
     z.add_argument("--calibration-size", type=int, default=128, help="static: train tweets to calibrate on")
     z.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"])
     z.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
-    z.add_argument("--max-accuracy-drop", type=float, default=0.01, help="recorded for parity (fraction)")
+    z.add_argument("--max-accuracy-drop", type=float, default=0.01,
+                   help="fraction (0.01 = 1 point); enforced by onnxruntime dynamic/static and the int8-accuracy methods")
     z.set_defaults(run=cmd_quantize)
 
     d = sub.add_parser("demo", help="export the default model, predict real text with both runtimes")
@@ -105,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="inference precision hint (OpenVINO picks bf16 by itself on AVX512-BF16/AMX CPUs)")
     o.set_defaults(run=cmd_export_openvino)
+
+    from benchmarks.bench.cli import add_parsers as add_bench_parsers  # `bench` (run/render/compare), `compare`
+
+    add_bench_parsers(sub)
     return p
 
 

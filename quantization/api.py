@@ -11,6 +11,7 @@ from .config import QuantizeConfig
 RECIPES: dict[str, str] = {
     "onnxruntime": "quantization.ort_quant:quantize",
     "openvino": "quantization.openvino_int8:quantize",
+    "inc": "quantization.inc:quantize",
 }
 
 

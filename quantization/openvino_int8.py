@@ -4,7 +4,10 @@ method "int8": nncf.quantize (model_type TRANSFORMER) calibrated on real TRAIN t
 ones, which parity scores accuracy on), tokenized with the artifact's own tokenizer.
 method "int8-accuracy" (text-classification only): nncf.quantize_with_accuracy_control, which reverts the
 most harmful layers to fp32 until accuracy on labelled train tweets (disjoint from the calibration slice)
-drops by at most cfg.max_accuracy_drop (a fraction: 0.01 = 1 point)."""
+drops by at most cfg.max_accuracy_drop (a fraction: 0.01 = 1 point).
+
+Targets (--target) set the precision of the ops NNCF leaves unquantized (LayerNorm, Softmax, GELU, the head):
+cpu-f32 (default, any x86) or avx512-bf16 (CPUs with AVX512-BF16/AMX: faster, checked by parity like any other)."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,6 +19,8 @@ from runtimes.errors import BackendUnavailable, ConfigError, QuantizationError
 from runtimes.registry import get_backend
 
 METHODS = ("int8", "int8-accuracy")
+TARGETS = {"cpu-f32": "f32", "avx512-bf16": "bf16"}  # target -> INFERENCE_PRECISION_HINT of the unquantized ops
+DEFAULT_TARGET = "cpu-f32"
 VALIDATION_SIZE = 300  # labelled train tweets for accuracy control, after the calibration slice
 MODEL_FILE = "model.xml"
 QUANTIZED_OPS = {"FakeQuantize", "FakeConvert"}
@@ -29,6 +34,10 @@ def quantize(cfg) -> Manifest:
     """cfg: quantization.config.QuantizeConfig with backend "openvino" and method "int8" or "int8-accuracy"."""
     if cfg.method not in METHODS:
         raise ConfigError(f"OpenVINO quantization method '{cfg.method}' is unknown. Expected one of: {', '.join(METHODS)}")
+    target = cfg.target or DEFAULT_TARGET
+    if target not in TARGETS:
+        raise ConfigError(f"target '{target}' does not fit backend openvino (its targets: {', '.join(TARGETS)}). "
+                          f"Fix: --target {DEFAULT_TARGET}, or --backend onnxruntime for the ONNX Runtime presets")
     if missing := [m for m in ("openvino", "nncf") if importlib.util.find_spec(m) is None]:
         raise BackendUnavailable("openvino", missing=missing, hint=get_backend("openvino").hint)
     art = load_artifact(cfg.artifact)
@@ -71,7 +80,8 @@ def quantize(cfg) -> Manifest:
     common = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts),
                   ignored_scope=nncf.IgnoredScope(patterns=list(HEAD_PATTERNS), validate=False))
     recipe = {"format": "openvino-ir", "quantizer": "nncf", "method": cfg.method, "model_type": "TRANSFORMER",
-              "fp32_head": list(HEAD_PATTERNS), "compress_to_fp16": False, "inference_precision_hint": "f32", "device": "CPU",
+              "fp32_head": list(HEAD_PATTERNS), "compress_to_fp16": False, "device": "CPU",
+              "preset": target, "inference_precision_hint": TARGETS[target],
               "calibration": {"set": SOURCE, "size": len(texts), "max_length": MAX_LENGTH, "tokenizer": "artifact"}}
     if cfg.method == "int8":
         quantized = nncf.quantize(model, calibration, **common)

@@ -1,7 +1,9 @@
 """ONNX Runtime recipes: transformer-optimizer pass, fp16, dynamic INT8, static QDQ INT8.
 
 Each reads an fp32 onnxruntime artifact and writes a NEW artifact (staged, then renamed), whose
-manifest keeps the parent's source (so parity finds the same PyTorch reference) and names the parent."""
+manifest keeps the parent's source (so parity finds the same PyTorch reference) and names the parent.
+The INT8 recipes enforce cfg.max_accuracy_drop through quantization.ort_accuracy (sensitive encoder nodes kept
+fp32; QuantizationError and nothing written when no INT8 model meets it)."""
 from __future__ import annotations
 
 import json
@@ -128,13 +130,43 @@ def dynamic(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, ca
     from onnxruntime.quantization import quantize_dynamic
 
     per_channel = cfg.per_channel or preset.per_channel
-    with step(f"dynamic INT8 ({preset.name}: weights {preset.weight_type}, reduce_range {preset.reduce_range})"):
-        quantize_dynamic(str(parent.model_path), str(out), op_types_to_quantize=INT8_OPS, per_channel=per_channel,
+    nodes = encoder_nodes(parent.model_path)
+    src = _private_copy(parent, out)
+
+    def build(selected: list[str], path: Path) -> None:
+        quantize_dynamic(str(src), str(path), op_types_to_quantize=INT8_OPS, per_channel=per_channel,
                          reduce_range=preset.reduce_range, weight_type=_qtype(preset.weight_type),
-                         nodes_to_quantize=encoder_nodes(parent.model_path), extra_options={"MatMulConstBOnly": True})
+                         nodes_to_quantize=selected, extra_options={"MatMulConstBOnly": True})
+
+    try:
+        with step(f"dynamic INT8 ({preset.name}: weights {preset.weight_type}, reduce_range {preset.reduce_range})"):
+            build(nodes, out)
+        accuracy = _accuracy_control(parent, cfg, nodes, build, out)
+    finally:
+        shutil.rmtree(src.parent, ignore_errors=True)
     return {"format": "onnx (QOperator, dynamic activations)", "activation_type": "QUInt8 (dynamic)",
             "weight_type": preset.weight_type, "reduce_range": preset.reduce_range, "per_channel": per_channel,
-            "op_types": INT8_OPS, "fp32_nodes": "task head", "calibration": None}
+            "op_types": INT8_OPS, "fp32_nodes": ["task head", *accuracy["kept_fp32"]], "calibration": None,
+            "accuracy_control": accuracy}
+
+
+def _private_copy(parent: Artifact, out: Path) -> Path:
+    """The parent model copied into the staging dir: onnxruntime's quantizers write a '<model>-inferred.onnx'
+    next to their input and delete it, so two builds from one parent (or a read-only parent) would collide."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="parent-", dir=out.parent))
+    for f in parent.model_path.parent.iterdir():
+        if f.name == parent.model_path.name or f.name.startswith(parent.model_path.name + ".") or f.suffix == ".data":
+            shutil.copy2(f, work / f.name)
+    return work / parent.model_path.name
+
+
+def _accuracy_control(parent: Artifact, cfg: QuantizeConfig, nodes: list[str], build, out: Path) -> dict:
+    """Enforce cfg.max_accuracy_drop (quantization.ort_accuracy): may keep sensitive encoder nodes fp32."""
+    from .ort_accuracy import control
+
+    return control(parent, cfg, nodes, build, out)
 
 
 def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, calib) -> dict:
@@ -149,18 +181,30 @@ def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, cal
     extra = {"ActivationSymmetric": preset.activation_symmetric, "WeightSymmetric": preset.weight_symmetric,
              "MatMulConstBOnly": True}
     reader = make_reader(parent.path, texts, get_head(parent.manifest.task).multiple_choice)
-    with reader, step(f"static QDQ INT8 ({preset.name}, {cfg.calibrate_method} on {len(texts)} tweets)"):
-        quantize_static(str(parent.model_path), str(out), reader, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=INT8_OPS, nodes_to_quantize=encoder_nodes(parent.model_path),
+    nodes = encoder_nodes(parent.model_path)
+    src = _private_copy(parent, out)
+    cache = src.parent / "calibration-ranges.json"  # calibrated once; every accuracy-control trial reuses it
+
+    def build(selected: list[str], path: Path) -> None:
+        quantize_static(str(src), str(path), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=INT8_OPS, nodes_to_quantize=selected,
                         per_channel=per_channel, reduce_range=preset.reduce_range,
                         activation_type=_qtype(preset.activation_type), weight_type=_qtype(preset.weight_type),
-                        calibrate_method=method, extra_options=extra)
+                        calibrate_method=method, extra_options=extra, calibration_cache_path=str(cache))
+
+    try:
+        with reader, step(f"static QDQ INT8 ({preset.name}, {cfg.calibrate_method} on {len(texts)} tweets)"):
+            build(nodes, out)
+        accuracy = _accuracy_control(parent, cfg, nodes, build, out)
+    finally:
+        shutil.rmtree(src.parent, ignore_errors=True)
     return {"format": "onnx (QDQ)", "activation_type": preset.activation_type, "weight_type": preset.weight_type,
             "activation_symmetric": preset.activation_symmetric, "weight_symmetric": preset.weight_symmetric,
             "reduce_range": preset.reduce_range, "per_channel": per_channel, "op_types": INT8_OPS,
-            "fp32_nodes": "task head",
+            "fp32_nodes": ["task head", *accuracy["kept_fp32"]],
             "calibration": {"source": source, "size": len(texts), "method": cfg.calibrate_method,
-                            "max_length": MAX_LENGTH, "padding": "longest in the set"}}
+                            "max_length": MAX_LENGTH, "padding": "longest in the set"},
+            "accuracy_control": accuracy}
 
 
 RECIPES = {"optimize": optimize, "fp16": fp16, "dynamic": dynamic, "static": static}

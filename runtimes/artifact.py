@@ -183,12 +183,25 @@ def update_manifest(path: str | os.PathLike, **changes) -> Manifest:
 
 
 def _write_json(target: Path, data: dict) -> None:
+    write_text_atomic(target, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomic(target: str | os.PathLike, text: str) -> None:
+    write_file_atomic(target, text.encode())
+
+
+def write_file_atomic(target: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside `target`, then rename it into place: readers never see half a file."""
+    target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

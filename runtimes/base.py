@@ -23,6 +23,7 @@ class RuntimeOptions:
     providers: tuple[str, ...] = ()  # onnxruntime execution providers; () = derived from device
     threads: int | None = None  # intra-op threads; None = backend default
     hint: str | None = None  # openvino: "latency" (one request) or "throughput" (rows in parallel); None = latency
+    static_shapes: bool = False  # openvino: compile one shape-specialized model per input shape seen (LRU)
 
     def __post_init__(self):
         if self.device not in DEVICES:

@@ -2,6 +2,7 @@
 REQUIRE_HW=gpu,tensorrt (or 'all') turns those skips into failures, so a GPU run cannot pass silently."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -26,11 +27,24 @@ def _gpu():
         return "needs an NVIDIA GPU (torch.cuda.is_available() is False)"
 
 
+@functools.lru_cache(maxsize=1)
+def _inc():
+    """INC runs in its own venv (quantization/inc.py): its python must exist and import onnx_neural_compressor."""
+    import subprocess
+
+    from quantization.inc import venv_python
+
+    py = venv_python()
+    if not py.is_file() or subprocess.run([str(py), "-I", "-c", "import onnx_neural_compressor"],
+                                          capture_output=True).returncode != 0:
+        return "needs .venv-inc (make venv-inc)"
+
+
 PROBES = {
     "gpu": _gpu,
     "tensorrt": _module("tensorrt", "tensorrt"),
     "openvino": _module("openvino", "openvino"),
-    "inc": _module("neural_compressor", "inc"),
+    "inc": _inc,
 }
 
 

@@ -1,5 +1,4 @@
 """Exporter: graph I/O, fusions the ORT optimizer finds, validation that fails loudly."""
-import numpy as np
 import pytest
 
 from exporters.onnx_export import ExportConfig, export

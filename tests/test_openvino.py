@@ -48,6 +48,47 @@ def test_throughput_hint_gives_the_same_answers(tiny_openvino):
             assert np.max(np.abs(a["logits"] - b["logits"])) <= 1e-5
 
 
+@pytest.mark.parametrize("hint", ["latency", "throughput"])
+def test_static_shapes_give_the_same_answers_with_one_compile_per_shape(tiny_openvino, hint, monkeypatch):
+    import runtimes.openvino_backend as backend
+
+    monkeypatch.setattr(backend, "MAX_STATIC_SHAPES", 2)
+    path = tiny_openvino("multiple-choice", "fp32")
+    with load(path) as dynamic, load(path, static_shapes=True, hint=hint) as static:
+        assert static.describe()["static_shapes"] is True
+        batches = list(feeds(True))
+        for feed in batches + batches[:1]:  # the repeated shape reuses its compiled model
+            a, b = dynamic.infer(feed), static.infer(feed)
+            assert np.max(np.abs(a["logits"] - b["logits"])) <= 1e-5
+        shapes = list(static.compiled_by_shape)
+        assert len(shapes) == 2 and all(s is not None for s in shapes)  # LRU bound holds, only static models
+        last = tuple(batches[0]["input_ids"].shape for _ in range(2))
+        assert last in shapes or hint == "throughput"  # throughput compiles its row chunks' shapes
+
+
+def test_int8_avx512_bf16_target_runs_unquantized_ops_in_bf16(tiny_artifacts, tmp_path):
+    from quantization.config import QuantizeConfig
+    from quantization.openvino_int8 import quantize
+    from runtimes.errors import ArtifactMismatch
+
+    src = tiny_artifacts["text-classification", "onnxruntime"]
+    with pytest.raises(ConfigError, match="does not fit backend openvino"):
+        quantize(QuantizeConfig(artifact=src, out=tmp_path / "bad", backend="openvino", method="int8", target="arm64"))
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "int8-bf16"
+    m = quantize(QuantizeConfig(artifact=src, out=out, backend="openvino", method="int8", target="avx512-bf16",
+                                calibration_size=16))
+    assert (m.precision, m.recipe["preset"], m.recipe["inference_precision_hint"]) == ("int8", "avx512-bf16", "bf16")
+    try:  # a CPU without bf16 support refuses it (never a silent f32 run)
+        with load(out) as rt, load(src) as ref:
+            assert rt.describe()["inference_precision"] == "bf16"
+            feed = next(feeds(False))
+            got, want = rt.infer(feed)["logits"], ref.infer(feed)["logits"]
+            assert got.shape == want.shape and np.isfinite(got).all()
+    except ArtifactMismatch as e:
+        assert "this CPU runs it as" in str(e)
+
+
 def test_bf16_records_bf16(tiny_openvino):
     path = tiny_openvino("text-classification", "bf16")
     assert json.loads((path / "manifest.json").read_text())["recipe"]["inference_precision_hint"] == "bf16"

@@ -177,3 +177,96 @@ def test_cli(src, tmp_path, capsys):
     assert m["recipe"]["reduce_range"] is True
     assert main(["quantize", str(tmp_path / "dyn"), "--out", str(tmp_path / "x"), "--method", "dynamic"]) == 2
     assert "already INT8" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------ accuracy control (quantization.ort_accuracy)
+
+def _control(path):
+    return json.loads((path / "manifest.json").read_text())["recipe"]["accuracy_control"]
+
+
+def _relative_error(src, built_path, task=TASK):
+    """||int8 - fp32|| / ||fp32|| on the recorded validation rows, recomputed here with plain ORT sessions."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from quantization.ort_accuracy import validation_set
+
+    val = validation_set(src, task, (), 0)
+    ref, got = (ort.InferenceSession(str(p / "model.onnx"), providers=["CPUExecutionProvider"])
+                for p in (src, built_path))
+    dd = rr = 0.0
+    for feed, _, _ in val.batches:
+        real = feed["attention_mask"].astype(bool)
+        for r, g in zip(ref.run(None, feed), got.run(None, feed)):
+            r, g = r[real].astype(np.float64), g[real].astype(np.float64)
+            dd, rr = dd + ((g - r) ** 2).sum(), rr + (r ** 2).sum()
+    return float(np.sqrt(dd / rr))
+
+
+@pytest.mark.parametrize("method", ["dynamic", "static"])
+def test_accuracy_control_keeps_sensitive_nodes_fp32(src, tmp_path, method):
+    """A loose bound quantizes every encoder node; a planted bound at half that model's error forces the fallback
+    to keep the most sensitive nodes fp32, and the written model really meets it."""
+    import onnx
+
+    from quantization.ort_accuracy import REL_ERR_PER_POINT
+
+    loose = quantize(src, tmp_path / "loose", method=method, max_accuracy_drop=1.0)
+    acc = loose.recipe["accuracy_control"]
+    full = acc["int8_all_nodes"]["relative_error"]
+    assert acc["kept_fp32"] == [] and acc["int8"] == acc["int8_all_nodes"] and full > 0
+    assert "train tweets" in acc["validation"] and acc["fp32"]["relative_error"] == 0.0
+    assert abs(_relative_error(src, tmp_path / "loose") - full) < 1e-3
+
+    drop = full / 2 / REL_ERR_PER_POINT
+    tight = quantize(src, tmp_path / "tight", method=method, max_accuracy_drop=drop)
+    acc = tight.recipe["accuracy_control"]
+    bound = acc["bound"]["max_relative_error"]
+    assert acc["kept_fp32"], "a bound at half the all-INT8 error must keep some nodes fp32"
+    ranked = list(acc["sensitivity"])
+    assert len(ranked) == acc["quantizable_nodes"] and acc["kept_fp32"] == ranked[:len(acc["kept_fp32"])]
+    assert len(acc["kept_fp32"]) < len(ranked)
+    assert acc["int8"]["relative_error"] <= bound < full
+    assert _relative_error(src, tmp_path / "tight") <= bound + 1e-3
+    assert tight.recipe["fp32_nodes"] == ["task head", *acc["kept_fp32"]]
+    # the kept nodes are plain fp32 MatMuls on the original weights; the rest of the encoder is quantized
+    graph = onnx.load(str(tmp_path / "tight" / "model.onnx")).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    assert all(ops.get(n) == "MatMul" for n in acc["kept_fp32"])
+    quantized_ops = {"MatMulInteger", "DynamicQuantizeLinear"} if method == "dynamic" else {"DequantizeLinear"}
+    assert quantized_ops & set(ops.values())
+    if method == "static":  # the kept nodes' weights have no QDQ pair in front of them
+        producers = {o: n for n in graph.node for o in n.output}
+        kept = [n for n in graph.node if n.name in acc["kept_fp32"]]
+        assert all(producers.get(n.input[1]) is None or producers[n.input[1]].op_type != "DequantizeLinear"
+                   for n in kept)
+
+
+def test_impossible_bound_writes_nothing(src, tmp_path):
+    """max_accuracy_drop=0 asks for outputs identical to fp32: no INT8 model meets it, so nothing is written."""
+    with pytest.raises(QuantizationError, match="cannot meet the bound.*Nothing was written"):
+        quantize(src, tmp_path / "out", method="dynamic", max_accuracy_drop=0.0)
+    _assert_nothing_left(tmp_path)
+
+
+def test_accuracy_control_text_classification(tiny_artifacts, tmp_path):
+    """Labelled validation: fp32 and INT8 accuracy are recorded and the INT8 model is within the drop."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from exporters.tweets import LABELS
+    from quantization.ort_accuracy import validation_set
+
+    src = tiny_artifacts["text-classification", "onnxruntime"]
+    m = quantize(src, tmp_path / "tc", method="static", target="arm64", max_accuracy_drop=0.02)
+    acc = m.recipe["accuracy_control"]
+    assert acc["bound"] == {**acc["bound"], "max_accuracy_drop": 0.02, "max_flip_rate": 0.06}
+    assert acc["fp32"]["accuracy"] - acc["int8"]["accuracy"] <= 0.02 and acc["int8"]["flip_rate"] <= 0.06
+    assert "1000 labelled train tweets" in acc["validation"]
+    # the recorded INT8 accuracy is the written model's accuracy on those tweets
+    val = validation_set(src, "text-classification", LABELS, 16)
+    sess = ort.InferenceSession(str(tmp_path / "tc" / "model.onnx"), providers=["CPUExecutionProvider"])
+    hits = sum(LABELS[int(p)] == y for feed, _, ys in val.batches
+               for p, y in zip(sess.run(None, feed)[0].argmax(-1), ys))
+    assert np.isclose(hits / val.n_rows, acc["int8"]["accuracy"])

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from runtimes.artifact import write_text_atomic
+
 SCHEMA_VERSION = 1
 MAX_FAILURES_SHOWN = 10  # per check, in the Markdown; the JSON keeps every one
 
@@ -125,6 +127,6 @@ def write(report: Report, out: str | Path) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     d = report.to_dict()
-    (out / "parity.json").write_text(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
-    (out / "parity.md").write_text(to_markdown(d))
+    write_text_atomic(out / "parity.json", json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(out / "parity.md", to_markdown(d))
     return out / "parity.json", out / "parity.md"

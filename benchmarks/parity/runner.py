@@ -94,6 +94,7 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
 
     overrides = parse_overrides(cfg.tol)
     references: dict = {}
+    ref_results: dict = {}  # (reference key, max_len, batch, case id) -> the reference's answer: computed once
     reports = []
     for path, precision in targets(cfg):
         m = read_manifest(path)
@@ -119,7 +120,10 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
             special = set(ref.tokenizer.all_special_ids)
             results = []
             for case in cases:
-                r = run_case(ref_pipe, case, TASK_KWARGS[m.task])
+                rkey = (key, max_len, batch, case.id)
+                if rkey not in ref_results:
+                    ref_results[rkey] = run_case(ref_pipe, case, TASK_KWARGS[m.task])
+                r = ref_results[rkey]
                 try:
                     g = run_case(got_pipe, case, TASK_KWARGS[m.task])
                 except Exception as e:  # a crash on one case is a failing case, not a crashed suite

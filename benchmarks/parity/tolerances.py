@@ -43,15 +43,16 @@ class Tolerance:
 
 FP32 = Tolerance(max_abs=1e-4, max_rel_err=1e-4, min_cosine=0.99999, min_agreement=1.0, tie_margin=0.0,
                  min_span_f1=1.0, min_top5_overlap=1.0, min_embedding_cosine=0.99999, max_accuracy_drop=0.0)
-# Low precision: decisions and task delta. int8 gets a wider budget than the 16-bit formats: its
-# error is quantization noise on every weight, not rounding of the result.
+# Low precision: decisions and task delta. int8 gets a wider decision budget than the 16-bit formats (its
+# error is quantization noise on every weight, not rounding of the result) but the same accuracy budget:
+# held-out accuracy within 1.0 point of PyTorch fp32 is the release bar for every INT8 artifact.
 LOW = {
     "fp16": Tolerance(min_agreement=0.98, tie_margin=0.05, min_span_f1=0.95, min_top5_overlap=0.8,
                       min_embedding_cosine=0.99, max_accuracy_drop=0.01),
     "bf16": Tolerance(min_agreement=0.98, tie_margin=0.05, min_span_f1=0.95, min_top5_overlap=0.8,
                       min_embedding_cosine=0.98, max_accuracy_drop=0.01),
     "int8": Tolerance(min_agreement=0.95, tie_margin=0.1, min_span_f1=0.9, min_top5_overlap=0.6,
-                      min_embedding_cosine=0.95, max_accuracy_drop=0.02),
+                      min_embedding_cosine=0.95, max_accuracy_drop=0.01),
 }
 DEFAULTS: dict[tuple[str, str], Tolerance] = {
     (task, precision): FP32 if precision == "fp32" else LOW[precision] for task in TASKS for precision in PRECISIONS

@@ -1,0 +1,313 @@
+"""INT8 floor benchmark: the project's fastest CPU artifacts against this CPU's INT8 GEMM peak, PyTorch eager fp32
+and plain `nncf.quantize` defaults, all in ONE process, interleaved round by round, best-of-N and median.
+
+    python -m benchmarks.int8_floor [--model base-random] [--shapes 1x128,8x128] [--rounds 20] [--out reports]
+
+Floor = the model's FLOPs (encoder GEMMs + attention products, head excluded) / the INT8 GEMM peak, where the
+peak is the best-of-N `torch._int_mm` rate over the model's own GEMM shapes (M = batch x sequence) at the same
+thread count as every candidate. The 1-thread peak is reported beside it. `% of floor` = floor / best latency.
+Missing artifacts are built first (export, NNCF INT8, ORT dynamic INT8), before any timing. After timing, the
+fastest OpenVINO candidate is profiled per layer (PERF_COUNT) so the report shows where the time goes."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+TASK = "text-classification"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Candidate:
+    name: str
+    kind: str  # reference | peer | project
+    what: str  # how it was built and run
+    run: Callable[[], object]
+    samples: list[float] = field(default_factory=list)
+
+
+def model_flops(config: dict, batch: int, seq: int) -> float:
+    """Encoder FLOPs: q/k/v/o and both FFN GEMMs per layer, plus QK^T and AV (2 FLOPs per multiply-add)."""
+    d, h, layers = config["dim"], config["hidden_dim"], config["n_layers"]
+    m = batch * seq
+    return layers * (4 * 2 * m * d * d + 2 * 2 * m * d * h + 2 * 2 * batch * seq * seq * d)
+
+
+def gemm_peak(config: dict, m: int, threads: int, reps: int) -> dict:
+    """Best-of-N torch._int_mm GOPS per GEMM shape of the model (int8 x int8 -> int32), exact result checked."""
+    import torch
+
+    torch.set_num_threads(threads)
+    d, h = config["dim"], config["hidden_dim"]
+    out = {}
+    for k, n in ((d, d), (d, h), (h, d)):
+        a = torch.randint(-128, 128, (m, k), dtype=torch.int8)
+        b = torch.randint(-128, 128, (k, n), dtype=torch.int8)
+        if not torch.equal(torch._int_mm(a, b), a.int() @ b.int()):
+            raise RuntimeError(f"torch._int_mm gave a wrong result at {m}x{k}x{n}")
+        best = min(_timed(lambda: torch._int_mm(a, b)) for _ in range(reps))
+        out[f"{m}x{k}x{n}"] = 2 * m * k * n / best / 1e9
+    return out
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def feed(batch: int, seq: int) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(0).integers(1000, 30000, (batch, seq), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 101, 102
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def ensure_artifacts(model: str, root: Path) -> dict[str, Path]:
+    """The project artifacts this benchmark times; each built with the project's own commands when missing."""
+    from exporters.onnx_export import ExportConfig, export
+    from quantization.api import quantize
+    from quantization.config import QuantizeConfig
+
+    base = root / model / TASK
+    paths = {"fp32": base / "onnxruntime-fp32", "ov-int8": base / "openvino-int8",
+             "ov-int8-bf16": base / "openvino-int8-avx512-bf16", "ort-int8": base / "onnxruntime-dynamic"}
+    if not (paths["fp32"] / "manifest.json").exists():
+        export(ExportConfig(model=model, task=TASK, out=paths["fp32"]))
+    recipes = {"ov-int8": ("openvino", "int8", None), "ov-int8-bf16": ("openvino", "int8", "avx512-bf16"),
+               "ort-int8": ("onnxruntime", "dynamic", None)}
+    for key, (backend, method, target) in recipes.items():
+        if not (paths[key] / "manifest.json").exists():
+            quantize(QuantizeConfig(artifact=paths["fp32"], out=paths[key], backend=backend, method=method, target=target))
+    return paths
+
+
+def plain_nncf(fp32_dir: Path, calibration: int):
+    """The public-tool peer exactly as a user writes it: convert, nncf.quantize(model, dataset), compile defaults."""
+    import nncf
+    import openvino as ov
+
+    from quantization.calibration import MAX_LENGTH, calibration_texts
+    from runtimes.tasks import load_tokenizer
+
+    tok = load_tokenizer(fp32_dir)
+    items = []
+    for text in calibration_texts(calibration):
+        enc = tok(text, truncation=True, max_length=MAX_LENGTH, return_tensors="np")
+        items.append({k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
+    return nncf.quantize(ov.convert_model(str(fp32_dir / "model.onnx")), nncf.Dataset(items))
+
+
+def candidates_for(batch: int, seq: int, loaded, plain, paths, threads: int) -> list[Candidate]:
+    import openvino as ov
+    import torch
+
+    from runtimes.base import RuntimeOptions
+    from runtimes.registry import load_runtime
+
+    x = feed(batch, seq)
+    tx = {k: torch.from_numpy(v) for k, v in x.items()}
+    core = ov.Core()
+
+    def torch_eager():
+        with torch.inference_mode():
+            loaded.model(**tx)
+
+    def compiled_plain(static: bool):
+        model = plain
+        if static:
+            model = plain.clone()
+            model.reshape({p.get_any_name(): [batch, seq] for p in model.inputs})
+        request = core.compile_model(model, "CPU").create_infer_request()
+        return lambda: request.infer(x)
+
+    def project(key: str, **options):
+        rt = load_runtime(paths[key], RuntimeOptions(**options))
+        return lambda: rt.infer(x)
+
+    out = [
+        Candidate("pytorch-eager-fp32", "reference", f"torch {torch.__version__} eager, {threads} threads", torch_eager),
+        Candidate("plain-nncf-int8", "peer", "ov.convert_model + nncf.quantize(model, dataset) + compile_model "
+                  "defaults (dynamic shapes)", compiled_plain(False)),
+        Candidate("plain-nncf-int8-static", "peer", "the same, reshaped to the benchmark shape before compile",
+                  compiled_plain(True)),
+        Candidate("ort-dynamic-int8", "project", "onnxruntime-dynamic (avx512-vnni preset)",
+                  project("ort-int8", threads=threads)),
+        Candidate("ov-int8", "project", "openvino-int8 (cpu-f32), latency, dynamic shapes", project("ov-int8")),
+        Candidate("ov-int8-bf16-static", "project", "openvino-int8-avx512-bf16, latency, static_shapes",
+                  project("ov-int8-bf16", static_shapes=True)),
+    ]
+    if batch > 1:
+        out.append(Candidate("ov-int8-bf16-static-throughput", "project", "openvino-int8-avx512-bf16, throughput "
+                             "hint (row chunks on parallel streams), static_shapes",
+                             project("ov-int8-bf16", static_shapes=True, hint="throughput")))
+    return out
+
+
+def measure(cands: list[Candidate], rounds: int, iters: int, warmup: int = 3) -> None:
+    for c in cands:
+        for _ in range(warmup):
+            c.run()
+    for _ in range(rounds):  # interleaved: drift hits every candidate alike
+        for c in cands:
+            for _ in range(iters):
+                c.samples.append(_timed(c.run))
+
+
+def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> dict:
+    """Per-layer-type time of the best of `reps` runs, from OpenVINO's PERF_COUNT (static shape, latency)."""
+    import collections
+
+    import openvino as ov
+
+    from runtimes.artifact import load_artifact
+    from runtimes.openvino_backend import precision_hint
+
+    art = load_artifact(artifact)
+    core = ov.Core()
+    model = core.read_model(str(art.model_path))
+    model.reshape({p.get_any_name(): [batch, seq] for p in model.inputs})
+    compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
+                                                 "INFERENCE_PRECISION_HINT": precision_hint(art.manifest)})
+    request, x = compiled.create_infer_request(), feed(batch, seq)
+    best = None
+    for _ in range(reps + 3):
+        request.infer(x)
+        info = [p for p in request.get_profiling_info() if p.status == p.Status.EXECUTED]
+        total = sum(p.real_time.total_seconds() for p in info)
+        if best is None or total < best[0]:
+            best = (total, info)
+    by_type: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
+    for p in best[1]:
+        key = f"{p.node_type} ({p.exec_type})"
+        by_type[key][0] += p.real_time.total_seconds() * 1e3
+        by_type[key][1] += 1
+    rows = sorted(({"layer_type": k, "ms": round(v[0], 3), "count": v[1]} for k, v in by_type.items()),
+                  key=lambda r: -r["ms"])
+    return {"artifact": str(artifact), "shape": f"{batch}x{seq}", "total_ms": round(best[0] * 1e3, 3), "rows": rows}
+
+
+def run(args) -> dict:
+    import torch
+
+    from exporters.models import load_model
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    paths = ensure_artifacts(args.model, args.artifacts)
+    config = json.loads((paths["fp32"] / "config.json").read_text())
+    loaded = load_model(args.model, TASK)
+    plain = plain_nncf(paths["fp32"], args.calibration_size)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    report = {"schema_version": SCHEMA_VERSION, "model": args.model, "task": TASK, "threads": threads,
+              "timer": "time.perf_counter around one blocking call", "rounds": args.rounds, "iters": args.iters,
+              "cpu": _cpu(), "versions": _versions(), "shapes": []}
+    for batch, seq in shapes:
+        cands = candidates_for(batch, seq, loaded, plain, paths, threads)
+        peaks = {}
+        for _ in range(3):  # the peak is measured before, between and after, interleaved like any candidate
+            for shape, gops in gemm_peak(config, batch * seq, threads, args.peak_reps).items():
+                peaks[shape] = max(peaks.get(shape, 0.0), gops)
+            measure(cands, max(1, args.rounds // 3), args.iters)
+            torch.set_num_threads(threads)
+        peak1 = max(gemm_peak(config, batch * seq, 1, args.peak_reps).values())
+        torch.set_num_threads(threads)
+        peak = max(peaks.values())
+        flops = model_flops(config, batch, seq)
+        floor_ms = flops / peak / 1e6
+        by = {c.name: c for c in cands}
+        eager, plain_best = min(by["pytorch-eager-fp32"].samples), min(by["plain-nncf-int8"].samples)
+        rows = [{"name": c.name, "kind": c.kind, "what": c.what, "best_ms": min(c.samples) * 1e3,
+                 "median_ms": statistics.median(c.samples) * 1e3, "pct_of_floor": 100 * floor_ms / (min(c.samples) * 1e3),
+                 "vs_eager": eager / min(c.samples), "vs_plain_nncf": plain_best / min(c.samples),
+                 "samples_ms": [round(s * 1e3, 3) for s in c.samples]} for c in cands]
+        fastest = min((r for r in rows if r["kind"] == "project"), key=lambda r: r["best_ms"])
+        entry = {"shape": f"{batch}x{seq}", "gflop": flops / 1e9, "peak_gops": peak, "peak_gops_by_shape": peaks,
+                 "peak_gops_1_thread": peak1, "floor_ms": floor_ms, "rows": rows, "fastest_project": fastest["name"]}
+        if args.profile:
+            entry["profile"] = profile_openvino(paths["ov-int8-bf16"], batch, seq)
+        report["shapes"].append(entry)
+    return report
+
+
+def _cpu() -> dict:
+    flags = set()
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            elif line.startswith("model name") and model == "?":
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"model": model, "logical_cpus": os.cpu_count(),
+            "flags": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"})}
+
+
+def _versions() -> dict:
+    from runtimes.artifact import library_versions
+
+    return library_versions("torch", "onnxruntime", "openvino", "nncf", "numpy")
+
+
+def render(report: dict) -> str:
+    """Markdown from the JSON report (a pure function: old reports re-render the same)."""
+    out = [f"# INT8 floor benchmark: {report['model']} {report['task']}", "",
+           f"CPU {report['cpu']['model']} ({report['cpu']['logical_cpus']} logical CPUs; "
+           f"{', '.join(report['cpu']['flags'])}), {report['threads']} threads. Timer: {report['timer']}. "
+           f"{report['rounds']} interleaved rounds x {report['iters']} calls per candidate, one process.", ""]
+    for s in report["shapes"]:
+        out += [f"## bs{s['shape']}", "",
+                f"{s['gflop']:.2f} GFLOP. INT8 GEMM peak (best-of-N torch._int_mm, {report['threads']} threads, best of "
+                f"the model's GEMM shapes): **{s['peak_gops']:.0f} GOPS** (1 thread: {s['peak_gops_1_thread']:.0f}). "
+                f"Floor: **{s['floor_ms']:.2f} ms**.", "",
+                "| candidate | kind | best ms | median ms | % of floor (best) | x eager fp32 | x plain nncf |",
+                "|---|---|---|---|---|---|---|"]
+        for r in sorted(s["rows"], key=lambda r: r["best_ms"]):
+            bold = "**" if r["name"] == s["fastest_project"] else ""
+            out.append(f"| {bold}{r['name']}{bold} | {r['kind']} | {r['best_ms']:.2f} | {r['median_ms']:.2f} | "
+                       f"{r['pct_of_floor']:.1f}% | {r['vs_eager']:.2f} | {r['vs_plain_nncf']:.2f} |")
+        out += ["", "GEMM peak by shape (GOPS): " + ", ".join(f"{k} {v:.0f}" for k, v in s["peak_gops_by_shape"].items())]
+        if prof := s.get("profile"):
+            out += ["", f"Per-layer profile of {Path(prof['artifact']).name} at {prof['shape']} (OpenVINO PERF_COUNT, "
+                        f"best of 10, total {prof['total_ms']:.2f} ms):", "", "| layer type (kernel) | count | ms |", "|---|---|---|"]
+            out += [f"| {r['layer_type']} | {r['count']} | {r['ms']:.2f} |" for r in prof["rows"][:12]]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="base-random", help="built-in, local dir or hub id (default: base-random)")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="where artifacts are found or built")
+    p.add_argument("--shapes", default="1x128,8x128", help="BATCHxSEQ, comma-separated")
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--iters", type=int, default=3, help="calls per candidate per round")
+    p.add_argument("--peak-reps", type=int, default=30, help="torch._int_mm calls per GEMM shape per peak pass")
+    p.add_argument("--threads", type=int, help="default: every logical CPU")
+    p.add_argument("--calibration-size", type=int, default=128)
+    p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    args = p.parse_args(argv)
+    report = run(args)
+    from runtimes.artifact import write_text_atomic
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / "int8-floor.json", json.dumps(report, indent=1))
+    text = render(report)
+    write_text_atomic(args.out / "int8-floor.md", text)
+    print(text)
+    print(f"wrote {args.out / 'int8-floor.json'} and {args.out / 'int8-floor.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

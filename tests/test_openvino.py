@@ -129,6 +129,25 @@ def test_int8_runs(tiny_openvino):
         assert out.dtype == np.float32 and np.isfinite(out).all()
 
 
+def _lin2_inputs(path):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path / "model.xml"))
+    return [{inp.get_source_output().get_node().get_type_name() for inp in op.inputs()}
+            for op in model.get_ops() if op.get_type_name() == "MatMul" and "ffn/lin2" in op.get_friendly_name()]
+
+
+def test_int8_keeps_outlier_layers_fp32_without_a_labelled_check(tiny_openvino):
+    """lin2 (FFN output, fed by GELU outliers) stays fp32 on tasks judged without labels; the classifier's is INT8."""
+    fe, tc = tiny_openvino("feature-extraction", "int8"), tiny_openvino("text-classification", "int8")
+    assert json.loads((fe / "manifest.json").read_text())["recipe"]["fp32_outlier_layers"] == [".*ffn/lin2.*"]
+    assert json.loads((tc / "manifest.json").read_text())["recipe"]["fp32_outlier_layers"] == []
+    fe_inputs, tc_inputs = _lin2_inputs(fe), _lin2_inputs(tc)
+    assert fe_inputs and tc_inputs  # the tiny model has lin2 MatMuls in both
+    assert not any("FakeQuantize" in kinds for kinds in fe_inputs)
+    assert all("FakeQuantize" in kinds for kinds in tc_inputs)
+
+
 def test_bad_inputs_leave_nothing(tiny_artifacts, tiny_openvino, tmp_path):
     from exporters.openvino_export import OpenVinoExportConfig, export_openvino
     from quantization.openvino_int8 import quantize

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 TASK = "text-classification"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cpu is benchmarks.bench.env.cpu_info() (flags as a dict)
 
 
 @dataclass
@@ -197,7 +197,9 @@ def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> di
 def run(args) -> dict:
     import torch
 
+    from benchmarks.bench.env import cpu_info
     from exporters.models import load_model
+    from runtimes.artifact import library_versions
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -208,7 +210,8 @@ def run(args) -> dict:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     report = {"schema_version": SCHEMA_VERSION, "model": args.model, "task": TASK, "threads": threads,
               "timer": "time.perf_counter around one blocking call", "rounds": args.rounds, "iters": args.iters,
-              "cpu": _cpu(), "versions": _versions(), "shapes": []}
+              "cpu": cpu_info(), "versions": library_versions("torch", "onnxruntime", "openvino", "nncf", "numpy"),
+              "shapes": []}
     for batch, seq in shapes:
         cands = candidates_for(batch, seq, loaded, plain, paths, threads)
         peaks = {}
@@ -237,32 +240,12 @@ def run(args) -> dict:
     return report
 
 
-def _cpu() -> dict:
-    flags = set()
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            elif line.startswith("model name") and model == "?":
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {"model": model, "logical_cpus": os.cpu_count(),
-            "flags": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"})}
-
-
-def _versions() -> dict:
-    from runtimes.artifact import library_versions
-
-    return library_versions("torch", "onnxruntime", "openvino", "nncf", "numpy")
-
-
 def render(report: dict) -> str:
     """Markdown from the JSON report (a pure function: old reports re-render the same)."""
     out = [f"# INT8 floor benchmark: {report['model']} {report['task']}", "",
            f"CPU {report['cpu']['model']} ({report['cpu']['logical_cpus']} logical CPUs; "
-           f"{', '.join(report['cpu']['flags'])}), {report['threads']} threads. Timer: {report['timer']}. "
+           f"{', '.join(f for f, on in report['cpu']['flags'].items() if on)}), {report['threads']} threads. "
+           f"Timer: {report['timer']}. "
            f"{report['rounds']} interleaved rounds x {report['iters']} calls per candidate, one process.", ""]
     for s in report["shapes"]:
         out += [f"## bs{s['shape']}", "",

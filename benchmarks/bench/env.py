@@ -6,11 +6,12 @@ import os
 import platform
 import shutil
 import subprocess
-from importlib import metadata
 from pathlib import Path
 
+from runtimes.artifact import library_versions
+
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "fma")
-LIBRARIES = ("distilbert-deploy", "numpy", "torch", "transformers", "tokenizers", "onnx", "onnxruntime",
+LIBRARIES = ("numpy", "torch", "transformers", "tokenizers", "onnx", "onnxruntime",
              "onnxruntime-gpu", "openvino", "nncf", "neural-compressor", "tensorrt", "optimum", "optimum-intel",
              "optimum-onnx", "matplotlib", "rich")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OV_CPU_THREADS_NUM")
@@ -61,13 +62,7 @@ def gpu_info() -> dict | None:
 
 
 def versions() -> dict:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return library_versions(*LIBRARIES)
 
 
 def git_info(repo: Path) -> dict:

@@ -351,15 +351,10 @@ class OptimumRunner(Runner):
         return self.model(**feed)
 
     def describe(self):
-        from importlib import metadata
+        from runtimes.artifact import library_versions
 
-        names = ("optimum", "optimum-onnx", "optimum-intel", "transformers", "onnxruntime", "openvino", "torch")
-        versions = {}
-        for n in names:
-            try:
-                versions[n] = metadata.version(n)
-            except metadata.PackageNotFoundError:
-                pass
+        versions = library_versions("optimum", "optimum-onnx", "optimum-intel", "transformers", "onnxruntime",
+                                    "openvino", "torch")
         d = {"backend": type(self.model).__name__, "versions": versions}
         compiled = getattr(self.model, "request", None)  # optimum-intel: the compiled model OpenVINO runs
         if compiled is not None and hasattr(compiled, "get_property"):

@@ -41,8 +41,9 @@ $(TF4_STAMP): $(TF4_CONSTRAINTS)
 demo: $(STAMP)
 	$(BIN)/distilbert-deploy demo --model $(MODEL) --artifacts $(ARTIFACTS_DIR)
 
+EXPORT_ARGS ?=
 export-onnx: $(STAMP)
-	$(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OUT)
+	$(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OUT) $(EXPORT_ARGS)
 
 test: $(STAMP) $(TF4_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -135,3 +136,11 @@ bench: $(STAMP)
 	@test -f $(BENCH_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(BENCH_SRC)
 	$(BIN)/python -m benchmarks.bench run $(BENCH_ARTIFACTS) --scenario $(SCENARIO) $(if $(QUICK),--quick) \
 		--out $(BENCH_OUT) --optimum-python $(VENV_OPTIMUM)/bin/python --cmdline '$(BENCH_CMD)' $(BENCH_ARGS)
+
+# Every artifact type x every task of MODEL (benchmarks/artifact_matrix.py): builds what is missing (one CLI
+# subprocess each, failures recorded), judges everything with the parity suite in one run, writes
+# reports/matrix/matrix.{json,md}. MATRIX_ARGS: --types a,b --tasks x,y --corpus ci|full --rebuild.
+MATRIX_ARGS ?=
+.PHONY: matrix
+matrix: $(STAMP) $(INC_STAMP)
+	$(BIN)/python -m benchmarks.artifact_matrix --model $(MODEL) --artifacts $(ARTIFACTS_DIR) --out reports/matrix $(MATRIX_ARGS)

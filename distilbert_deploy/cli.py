@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX fp32) or torch (reference)")
     e.add_argument("--opset", type=int, default=17)
     e.add_argument("--max-batch", type=int, default=64, help="largest batch the artifact declares")
+    e.add_argument("--cls-pruning", action="store_true",
+                   help="text-classification / multiple-choice: the last layer computes only the [CLS] row the head "
+                        "reads (same answers, 13%% fewer FLOPs at 128 tokens)")
     e.set_defaults(run=cmd_export)
 
     r = sub.add_parser("predict", help="pipeline-style answers from an artifact")
@@ -114,17 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_out(model: str, task: str, backend: str) -> Path:
+def default_out(model: str, task: str, backend: str, suffix: str = "") -> Path:
     name = Path(model).name if Path(model).exists() else model.replace("/", "--")
-    return Path("artifacts") / name / task / f"{backend}-fp32"
+    return Path("artifacts") / name / task / f"{backend}-fp32{suffix}"
 
 
 def cmd_export(args) -> None:
     from exporters.onnx_export import ExportConfig, export
 
-    out = args.out or default_out(args.model, args.task, args.backend)
+    out = args.out or default_out(args.model, args.task, args.backend, "-cls" if args.cls_pruning else "")
     cfg = ExportConfig(model=args.model, task=args.task, out=out, backend=args.backend, opset=args.opset,
-                       max_batch=args.max_batch)
+                       max_batch=args.max_batch, cls_pruning=args.cls_pruning)
     m = export(cfg)
     fusions = m.recipe.get("optimizer_fusions")
     print(f"wrote {m.backend} {m.precision} artifact for {m.task} to {out}")

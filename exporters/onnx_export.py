@@ -37,11 +37,21 @@ class ExportConfig:
     rtol: float = 1e-4
     max_batch: int = 64
     max_choices: int = 8
+    cls_pruning: bool = False  # last layer computes only [CLS] (exporters/cls_pruning.py); CLS-reading heads only
 
     def __post_init__(self):
         get_head(self.task)
         if self.backend not in BACKENDS:
             raise ConfigError(f"cannot export to backend '{self.backend}'. Expected one of: {', '.join(BACKENDS)}")
+        if self.cls_pruning:
+            from .cls_pruning import CLS_TASKS
+
+            if self.task not in CLS_TASKS:
+                raise ConfigError(f"--cls-pruning fits heads that read only [CLS] ({', '.join(CLS_TASKS)}); "
+                                  f"{self.task} reads every token. Fix: drop --cls-pruning")
+            if self.backend != "onnxruntime":
+                raise ConfigError("--cls-pruning is an ONNX graph optimization; the torch artifact is the unpruned "
+                                  "reference. Fix: drop --cls-pruning or use --backend onnxruntime")
         if not 14 <= self.opset <= 21:
             raise ConfigError(f"opset {self.opset} is out of range; expected 14..21 (default 17)")
         if self.max_batch < 1 or self.max_choices < 1:
@@ -73,17 +83,27 @@ def export(cfg: ExportConfig) -> Manifest:
                                           recipe={"format": "safetensors", "attn_implementation": "eager"}))
         config.save_pretrained(tmp)
         onnx_path = tmp / "model.onnx"
-        with step(f"export ONNX (opset {cfg.opset})"):
-            export_graph(loaded.model, head, onnx_path, cfg.opset)
+        graph_model, pruning = loaded.model, None
+        if cfg.cls_pruning:
+            from .cls_pruning import pruned_copy, saved_flops
+
+            graph_model = pruned_copy(loaded.model, cfg.task)
+            pruning = {"last_layer": "[CLS] row only (Q, out_lin, LayerNorms, FFN); K/V on every token",
+                       "saved_gflop_per_sequence_at_128": round(saved_flops(config, 128) / 1e9, 3),
+                       "validated_against": "the unpruned PyTorch model"}
+        with step(f"export ONNX (opset {cfg.opset}{', [CLS]-pruned last layer' if pruning else ''})"):
+            export_graph(graph_model, head, onnx_path, cfg.opset)
         with step("check graph and find transformer fusions"):
             import onnx
 
             onnx.checker.check_model(str(onnx_path))
             fusions = fusion_report(onnx_path, config.n_heads, config.dim)
         with step(f"validate against PyTorch on {len(VALIDATION_CASES)} unseen shapes"):
-            parity = validate(loaded.model, head, onnx_path, cfg, config.vocab_size)
+            parity = validate(loaded.model, head, onnx_path, cfg, config.vocab_size)  # unpruned: proves exactness
         recipe = {"format": "onnx", "opset": cfg.opset, "exporter": "torch.onnx.export (TorchScript)",
                   "attn_implementation": "eager", "export_shape": EXPORT_SHAPE, "optimizer_fusions": fusions}
+        if pruning:
+            recipe["cls_pruning"] = pruning
         return finalize(tmp, Manifest(**base, model_file="model.onnx", recipe=recipe,
                                       parity={"export_validation": parity}))
 

@@ -10,7 +10,9 @@ It prints progress lines on stdout, writes the INT8 model and a JSON report, and
 methods
   int8           static post-training QDQ INT8 of every encoder MatMul/Gemm; the task head stays fp32.
   int8-accuracy  autotune: the same config first, then configs that keep more encoder ops in fp32, most
-                 sensitive first, until accuracy on the labelled eval set is within --max-drop (absolute) of fp32.
+                 sensitive first, until the eval metric is within --max-drop (absolute) of fp32's. The metric
+                 (named in the eval .npz, see METRICS): accuracy on gold labels (text-classification), else
+                 task-aware agreement with the fp32 parent's reference outputs, which the .npz carries.
 """
 from __future__ import annotations
 
@@ -115,21 +117,74 @@ def sensitivity(model_path: Path, enc: list[str], rows: list[dict]) -> list[tupl
     return ranked
 
 
-def accuracy(model_path: str, eval_npz: Path, batch: int = 32) -> float:
+# The metric the tuning controls (higher is better, in [0, 1]). "accuracy": argmax vs the gold labels (text-
+# classification). The others: agreement with the fp32 parent's reference, computed by quantization/inc.py in the
+# main environment (ONNX Runtime CPU on the parent model) and stored in the eval .npz. quantization/agreement.py
+# imports judged() and score() from here, so the OpenVINO recipe scores exactly the same way.
+METRICS = ("accuracy", "token_label_agreement", "masked_token_agreement", "span_position_agreement", "token_cosine",
+           "choice_agreement")
+PER_ROW = ("accuracy", "choice_agreement", "span_position_agreement")  # one judged value (or pair) per row
+
+
+def judged(metric: str, outputs: list, where: np.ndarray) -> np.ndarray:
+    """What `metric` compares, from one batch's head outputs (in the head's output order). where: boolean
+    [batch, sequence] positions judged: real tokens (attention mask), for fill-mask the [MASK] positions.
+    Token-level metrics return the judged positions flattened in row-major order, so concatenating batches gives
+    the same sequence however the rows are batched."""
+    x = np.asarray(outputs[0])
+    if metric in ("accuracy", "choice_agreement"):  # [batch, labels or choices] -> [batch]
+        return x.argmax(-1)
+    if metric in ("token_label_agreement", "masked_token_agreement"):  # [batch, seq, labels/vocab] -> [n]
+        return x[where.astype(bool)].argmax(-1)
+    if metric == "span_position_agreement":  # start/end argmax over each row's real tokens -> [batch, 2]
+        real = where.astype(bool)
+        return np.stack([np.where(real, np.asarray(o), -np.inf).argmax(-1) for o in outputs[:2]], axis=-1)
+    if metric == "token_cosine":  # [batch, seq, hidden] -> [n, hidden]
+        return x[where.astype(bool)].astype(np.float32)
+    raise ValueError(f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
+
+
+def score(metric: str, got: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
+    """(sum, count) of `metric` for judged values `got` against the reference `ref` (labels, or the fp32
+    parent's judged values); the metric over any set of batches is sum(sums) / sum(counts)."""
+    if got.shape != ref.shape:
+        raise ValueError(f"{metric}: {got.shape} judged values against a reference of {ref.shape}")
+    if metric == "token_cosine":
+        g, r = got.astype(np.float64), ref.astype(np.float64)
+        cos = (g * r).sum(-1) / np.maximum(np.linalg.norm(g, axis=-1) * np.linalg.norm(r, axis=-1), 1e-12)
+        return float(cos.sum()), int(cos.size)
+    return float((got == ref).sum()), int(got.size)
+
+
+def evaluate(model_path: str, eval_npz: Path, batch: int = 32) -> float:
+    """`model_path`'s metric on the eval set: the npz holds input_ids/attention_mask ([rows, seq], or [rows, 2, seq]
+    for multiple choice), lengths, metric, and labels (accuracy) or reference + where (agreement)."""
     import onnxruntime as ort
 
     d = np.load(eval_npz)
-    ids, mask, lengths, labels = d["input_ids"], d["attention_mask"], d["lengths"], d["labels"]
+    ids, mask, lengths = d["input_ids"], d["attention_mask"], d["lengths"]
+    metric = str(d["metric"]) if "metric" in d else "accuracy"
+    ref = d["labels"] if metric == "accuracy" else d["reference"]
+    where = d["where"] if "where" in d else None
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
-    hits = 0
-    for s in range(0, len(labels), batch):
+    total, count, at = 0.0, 0, 0
+    for s in range(0, len(lengths), batch):
         n = int(lengths[s:s + batch].max())
-        logits = sess.run(None, {"input_ids": ids[s:s + batch, :n].astype(np.int64),
-                                 "attention_mask": mask[s:s + batch, :n].astype(np.int64)})[0]
-        hits += int((logits.argmax(-1) == labels[s:s + batch]).sum())
-    return hits / len(labels)
+        outputs = sess.run(None, {"input_ids": ids[s:s + batch, ..., :n].astype(np.int64),
+                                  "attention_mask": mask[s:s + batch, ..., :n].astype(np.int64)})
+        got = judged(metric, outputs, where[s:s + batch, :n] if where is not None else mask[s:s + batch, ..., :n])
+        # per-row references (labels, choices, spans) slice by row; token-level ones by judged-position count
+        if metric in PER_ROW:
+            want = ref[s:s + batch]
+        else:
+            want, at = ref[at:at + len(got)], at + len(got)
+        t, c = score(metric, got, want)
+        total, count = total + t, count + c
+    if metric not in PER_ROW and at != len(ref):
+        raise ValueError(f"{metric}: judged {at} positions, the reference holds {len(ref)}")
+    return total / count if count else 0.0
 
 
 class Reader:
@@ -201,15 +256,19 @@ def run(args) -> dict:
     say("ORT basic graph optimization of the fp32 model")
     pre_optimize(args.model, opt)
     enc, head = candidate_nodes(onnx.load(str(opt), load_external_data=False), args.head.split(","))
+    outliers = [n for n in enc if any(k and k in n for k in args.keep_fp32.split(","))]
+    enc = [n for n in enc if n not in outliers]
     if not enc:
         raise RuntimeError("no encoder MatMul/Gemm node found to quantize")
+    if outliers:
+        say(f"kept fp32 as asked (--keep-fp32): {len(outliers)} nodes")
     say(f"{len(enc)} encoder MatMul/Gemm nodes to quantize; head kept fp32: {', '.join(head) or 'none'}")
     reader = Reader(rows)
     no = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     report["per_channel"] = args.per_channel
     if args.method == "int8":
         say(f"static QDQ INT8, {args.calibrate_method} calibration on {len(rows)} rows")
-        inc_quantize(str(opt), str(args.out), make_config(args, reader, head), optimization_level=no)
+        inc_quantize(str(opt), str(args.out), make_config(args, reader, head + outliers), optimization_level=no)
     else:
         say(f"ranking {len(enc)} encoder nodes by estimated INT8 noise-to-signal ratio")
         ranked = sensitivity(opt, enc, rows[:32])
@@ -218,16 +277,16 @@ def run(args) -> dict:
         def eval_fn(path: str) -> float:
             if path == str(opt) and path in seen:
                 return seen[path]
-            acc = accuracy(path, args.eval)
+            acc = evaluate(path, args.eval)
             if path == str(opt):
                 seen[path] = acc
-                say(f"fp32 accuracy on {args.eval_size} labelled eval rows: {acc:.4f}")
+                say(f"fp32 {args.metric} on {args.eval_size} eval rows: {acc:.4f}")
             else:
                 k = len(trials)
                 pc, n = steps[k]
-                trials.append({"trial": k, "per_channel": pc, "fp32_fallback_nodes": n, "accuracy": round(acc, 4)})
+                trials.append({"trial": k, "per_channel": pc, "fp32_fallback_nodes": n, "value": round(acc, 4)})
                 say(f"trial {k}: {'per-channel' if pc else 'per-tensor'} weights, {n} encoder nodes in fp32 "
-                    f"-> accuracy {acc:.4f}")
+                    f"-> {args.metric} {acc:.4f}")
             return acc
 
         baseline = eval_fn(str(opt))
@@ -236,7 +295,7 @@ def run(args) -> dict:
         steps = ([] if args.per_channel else [(False, 0)]) + [(True, 0)]
         steps += [(True, k) for k in FALLBACK_STEPS if k < len(enc)]
         configs = [make_config(args, reader, head + [n for n, _ in ranked[:k]], per_channel=pc) for pc, k in steps]
-        # autotune's loss is relative to the baseline; the project's max drop is absolute accuracy points.
+        # autotune's loss is relative to the baseline; the project's max drop is absolute metric points.
         tolerable = args.max_drop / baseline if baseline > 0 else 0.0
         tune = tuning.TuningConfig(config_set=configs, tolerable_loss=tolerable, max_trials=len(configs))
         try:
@@ -250,11 +309,11 @@ def run(args) -> dict:
                             "sensitivity": "estimated per-tensor INT8 noise-to-signal ratio of the node inputs",
                             "ranking": [[n, float(f"{s:.3g}")] for n, s in ranked],
                             "tolerable_loss_absolute": args.max_drop, "tolerable_loss_relative": round(tolerable, 6),
-                            "fp32_accuracy": round(baseline, 4), "trials": trials, "eval_rows": args.eval_size}
+                            "metric": args.metric, "fp32_value": round(baseline, 4), "trials": trials, "eval_rows": args.eval_size}
         if best is None:
-            report["error"] = (f"no tried config stayed within {args.max_drop} accuracy of fp32 ({baseline:.4f}): "
+            report["error"] = (f"no tried config stayed within {args.max_drop} {args.metric} of fp32 ({baseline:.4f}): "
                                + ", ".join(f"{'per-channel' if t['per_channel'] else 'per-tensor'}/"
-                                           f"{t['fp32_fallback_nodes']} fp32 -> {t['accuracy']}" for t in trials))
+                                           f"{t['fp32_fallback_nodes']} fp32 -> {t['value']}" for t in trials))
             return report
         onnx.save_model(best, str(args.out))
         report["tuning"]["chosen_trial"] = trials[-1]
@@ -262,6 +321,7 @@ def run(args) -> dict:
     q = onnx.load(str(args.out))
     report.update(graph_facts(q))
     report["head_nodes"] = head
+    report["outlier_nodes"] = outliers
     report["seconds"] = round(time.time() - t0, 1)
     say(f"done: {len(report['int8_nodes'])} INT8 MatMul/Gemm, {len(report['fp32_nodes'])} kept fp32 "
         f"({report['seconds']}s)")
@@ -281,10 +341,17 @@ def main(argv=None) -> int:
     p.add_argument("--per-channel", action="store_true")
     p.add_argument("--multiple-choice", action="store_true")
     p.add_argument("--head", default="classifier,qa_outputs,vocab_")
+    p.add_argument("--keep-fp32", default="", help="comma-separated name parts of encoder nodes kept fp32 (int8)")
     args = p.parse_args(argv)
     if args.method == "int8-accuracy" and args.eval is None:
         p.error("int8-accuracy needs --eval")
-    args.eval_size = int(len(np.load(args.eval)["labels"])) if args.eval else 0
+    if args.eval:
+        with np.load(args.eval) as d:
+            args.eval_size, args.metric = int(len(d["lengths"])), str(d["metric"]) if "metric" in d else "accuracy"
+        if args.metric not in METRICS:
+            p.error(f"unknown metric '{args.metric}' in {args.eval} (known: {', '.join(METRICS)})")
+    else:
+        args.eval_size, args.metric = 0, None
     try:
         report = run(args)
     except (Exception, SystemExit) as e:  # noqa: BLE001 (reported to the parent, which raises QuantizationError)

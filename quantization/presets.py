@@ -23,6 +23,7 @@ class Preset:
     weight_symmetric: bool = True
     per_channel: bool = False  # default; --per-channel turns it on
     ort_format: bool = False  # also write an .ort flatbuffer for minimal/mobile ORT builds
+    small_embeddings: bool = False  # INT8 word-embedding table (QDQ Gather) when the accuracy bound still holds
 
     def __post_init__(self):
         if self.activation_type not in TYPES or self.weight_type not in TYPES:
@@ -39,8 +40,8 @@ PRESETS: dict[str, Preset] = {
                ORT, ("optimize", "dynamic", "static")),
         Preset("avx2", "x86 AVX2 without VNNI: reduce_range avoids the u8s8 16-bit saturation",
                ORT, ("optimize", "dynamic", "static"), reduce_range=True),
-        Preset("arm64", "ARM64 edge (NEON dot-product): S8S8 QDQ, plus an .ort file for minimal builds",
-               ORT, ("static",), activation_type="QInt8", ort_format=True),
+        Preset("arm64", "ARM64 edge (NEON dot-product): S8S8 QDQ, INT8 word embeddings, an .ort file for minimal builds",
+               ORT, ("static",), activation_type="QInt8", ort_format=True, small_embeddings=True),
         Preset("tensorrt", "TensorRT (ORT TensorRT EP): symmetric S8S8 QDQ, per-channel weights",
                ORT, ("static",), activation_type="QInt8", activation_symmetric=True, per_channel=True),
         Preset("cuda", "NVIDIA GPU via the CUDA EP: fp16 with LayerNorm/Softmax/reductions kept in fp32",

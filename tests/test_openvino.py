@@ -161,9 +161,34 @@ def test_bad_inputs_leave_nothing(tiny_artifacts, tiny_openvino, tmp_path):
         quantize(int8_config(tiny_openvino("text-classification", "int8"), tmp_path / "b"))
     with pytest.raises(QuantizationError, match="at least"):
         quantize(int8_config(src, tmp_path / "c", calibration_size=0))
-    with pytest.raises(ConfigError, match="only for text-classification"):
-        quantize(int8_config(tiny_artifacts["fill-mask", "onnxruntime"], tmp_path / "d", method="int8-accuracy"))
+    with pytest.raises(QuantizationError, match="at least"):  # int8-accuracy, now on every task, checks too
+        quantize(int8_config(tiny_artifacts["fill-mask", "onnxruntime"], tmp_path / "d", method="int8-accuracy",
+                             calibration_size=3))
     assert not list(tmp_path.iterdir())  # no partial or staging directories
+
+
+@pytest.mark.parametrize("task,name", [("token-classification", "token_label_agreement"),
+                                       ("fill-mask", "masked_token_agreement"), ("text-classification", "accuracy")])
+def test_int8_accuracy_control_records_its_metric(tiny_artifacts, tmp_path, task, name):
+    """Unlabelled heads: NNCF holds agreement with the fp32 parent (OpenVINO f32) within max_drop;
+    text-classification keeps accuracy on gold labels."""
+    from quantization.openvino_int8 import quantize
+
+    out, drop = tmp_path / "acc", 0.05  # the tiny model's random heads are near-flat: argmaxes flip easily
+    quantize(int8_config(tiny_artifacts[task, "onnxruntime"], out, method="int8-accuracy", calibration_size=16,
+                         max_accuracy_drop=drop))
+    acc = json.loads((out / "manifest.json").read_text())["recipe"]["accuracy_control"]
+    assert acc["metric"] == name and acc["max_drop"] == drop and acc["drop_type"] == "absolute"
+    # 300 labelled rows for accuracy; 100 rows for agreement (each judges many tokens)
+    assert ("split()[0][16:316]" if task == "text-classification" else "split()[0][16:116]") in acc["validation"]
+    if task != "text-classification":
+        assert "fp32 parent" in acc["metric_description"] and "INFERENCE_PRECISION_HINT f32" in acc["reference"]
+        assert acc["fp32"] == 1.0  # the fp32 model agrees with itself
+    assert 0.0 <= acc["int8"] <= 1.0 and acc["int8"] >= acc["fp32"] - drop
+    assert set(acc["reverted_to_fp32"]) <= set(acc["fp32_matmuls"])
+    assert any("lin2" in n for n in acc["fp32_matmuls"]) == (task != "text-classification")  # outlier scope kept
+    with load(out) as rt:
+        assert all(np.isfinite(v).all() for v in rt.infer(next(feeds(False))).values())
 
 
 def test_export_openvino_cli(tiny_artifacts, tmp_path, capsys):

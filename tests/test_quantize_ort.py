@@ -74,6 +74,28 @@ def test_ort_format_for_arm64(built):
     assert (built["static", "arm64"] / "model.ort").stat().st_size == sizes["ort"] > 0
     assert "model.ort" in m["files"] and sizes["parent_onnx"] > 0
     assert m["recipe"]["activation_type"] == m["recipe"]["weight_type"] == "QInt8"
+    # the edge preset stores the word-embedding table in INT8 (it is half of a small model on disk)
+    import onnx
+
+    emb = m["recipe"]["word_embeddings"]
+    assert emb["int8"] and emb["nodes"] == ["/distilbert/embeddings/word_embeddings/Gather"]
+    graph = onnx.load(str(built["static", "arm64"] / "model.onnx")).graph
+    table = next(i for i in graph.initializer if "word_embeddings" in i.name and len(i.dims) == 2)
+    assert table.data_type == onnx.TensorProto.INT8 and list(table.dims) == [30522, 32]
+    # the .ort is the artifact's model (what an edge build ships): the runtime runs it, with the ONNX graph's answers
+    assert m["model_file"] == "model.ort"
+    import numpy as np
+    import onnxruntime as ort
+
+    from runtimes.registry import load_runtime
+
+    ids = np.array([[101, 2023, 2003, 1037, 3231, 102]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    onnx_out = ort.InferenceSession(str(built["static", "arm64"] / "model.onnx"),
+                                    providers=["CPUExecutionProvider"]).run(["start_logits"], feed)[0]
+    with load_runtime(built["static", "arm64"]) as rt:
+        assert rt.artifact.model_path.name == "model.ort"
+        np.testing.assert_allclose(rt.infer(feed)["start_logits"], onnx_out, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("method,target", [("optimize", None), ("dynamic", None), ("static", None),

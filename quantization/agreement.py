@@ -1,0 +1,101 @@
+"""The metric that INT8 accuracy control holds within max_drop (absolute) of fp32, for every task: the OpenVINO
+(nncf.quantize_with_accuracy_control) and Neural Compressor (autotune) int8-accuracy recipes.
+
+Only the tweet classifier has gold labels, so text-classification keeps accuracy on them; every other head is judged
+by task-aware AGREEMENT WITH ITS FP32 PARENT on the same validation tweets (a float in [0, 1], higher is better):
+
+  token-classification  token_label_agreement    real tokens whose argmax label equals the fp32 parent's
+  fill-mask             masked_token_agreement   [MASK] positions (one middle word masked per tweet, like
+                                                 ort_accuracy._masked) whose top-1 token equals fp32's
+  question-answering    span_position_agreement  start/end argmax positions over each row's real tokens equal to fp32's
+  feature-extraction    token_cosine             mean over real tokens of cos(last_hidden_state, fp32's)
+  multiple-choice       choice_agreement         prompts (tweets i and i+1 as its 2 choices) whose argmax choice
+                                                 equals fp32's
+
+The scoring itself (judged, score) lives in quantization/inc_worker.py, which must stay numpy-only because it runs in
+the Neural Compressor venv; this module imports it from there so both backends score identically. Numpy only here
+too: the backends run the models and hand their outputs in."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .inc_worker import PER_ROW, judged, score  # noqa: F401 (re-exported: the one implementation of the metrics)
+from .ort_accuracy import _masked
+
+METRICS = {  # task -> (metric name, what the manifest says it is)
+    "text-classification": ("accuracy", "accuracy vs gold labels"),
+    "token-classification": ("token_label_agreement", "token label agreement with the fp32 parent (argmax label "
+                                                      "of each real token)"),
+    "fill-mask": ("masked_token_agreement", "top-1 token agreement with the fp32 parent at the [MASK] position "
+                                            "(the middle word of each tweet masked)"),
+    "question-answering": ("span_position_agreement", "start/end position agreement with the fp32 parent (argmax "
+                                                      "over each row's real tokens)"),
+    "feature-extraction": ("token_cosine", "mean cosine similarity of last_hidden_state to the fp32 parent's, over "
+                                           "real tokens"),
+    "multiple-choice": ("choice_agreement", "chosen-answer agreement with the fp32 parent (tweets i and i+1 as the 2 "
+                                            "choices of prompt i)"),
+}
+
+
+def metric(task: str) -> tuple[str, str]:
+    """(name, description) of the metric int8-accuracy controls for `task`."""
+    return METRICS[task]
+
+
+# Rows for the agreement metrics (unlabelled heads): each row judges many decisions (every real token, two span
+# ends), and NNCF's accuracy control re-validates once per reverted layer, so 100 rows keep a build to minutes.
+UNLABELLED_ROWS = 100
+
+
+def validation_rows(task: str, labelled_rows: int) -> int:
+    return labelled_rows if task == "text-classification" else UNLABELLED_ROWS
+
+
+def texts_needed(task: str, rows: int) -> int:
+    """Tweets to read for `rows` validation rows (multiple choice pairs tweet i with tweet i+1)."""
+    return rows + 1 if task == "multiple-choice" else rows
+
+
+def encode(task: str, texts: list[str], tokenizer, max_length: int) -> dict[str, np.ndarray]:
+    """The validation rows, padded to the longest: input_ids and attention_mask ([rows, seq]; multiple choice
+    [rows, 2, seq] from len(texts) - 1 prompts), lengths (real tokens per row) and where (the positions judged:
+    real tokens, or the [MASK] positions for fill-mask)."""
+    if task == "fill-mask":  # one [MASK] per tweet, on the middle word, like a fill-mask request
+        texts = [_masked(t, tokenizer.mask_token) for t in texts]
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="longest", return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    where = ids == tokenizer.mask_token_id if task == "fill-mask" else mask.astype(bool)
+    if task == "multiple-choice":
+        ids, mask = (np.stack([x[:-1], x[1:]], axis=1) for x in (ids, mask))
+        where = mask.max(axis=1).astype(bool)  # unused by choice_agreement
+    return {"input_ids": ids, "attention_mask": mask, "where": where,
+            "lengths": mask.reshape(len(ids), -1, mask.shape[-1]).sum(-1).max(-1).astype(np.int64)}
+
+
+def batches(rows: dict[str, np.ndarray], size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """(feed, where) per batch of `size` rows, trimmed to the batch's longest row (the worker batches the same way)."""
+    for s in range(0, len(rows["lengths"]), size):
+        n = int(rows["lengths"][s:s + size].max())
+        feed = {k: rows[k][s:s + size, ..., :n] for k in ("input_ids", "attention_mask")}
+        yield feed, rows["where"][s:s + size, :n]
+
+
+def reference(task: str, run: Callable[[dict], list], rows: dict[str, np.ndarray], size: int = 32) -> np.ndarray:
+    """The fp32 parent's judged values on every row, concatenated in row order. run(feed) -> the head's outputs
+    (in get_head(task).outputs order) of the fp32 model."""
+    name = metric(task)[0]
+    return np.concatenate([judged(name, run(feed), where) for feed, where in batches(rows, size)])
+
+
+def agreement(task: str, run: Callable[[dict], list], items: list) -> tuple[float, list[float]]:
+    """(metric, per-item values) of a model over items (feed, where, fp32 reference of that item); an item with
+    nothing to judge (a truncated [MASK]) counts 1.0 on its own and nothing in the total."""
+    name = metric(task)[0]
+    total, count, values = 0.0, 0, []
+    for feed, where, ref in items:
+        t, c = score(name, judged(name, run(feed), where), ref)
+        total, count = total + t, count + c
+        values.append(t / c if c else 1.0)
+    return (total / count if count else 0.0), values

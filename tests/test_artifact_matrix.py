@@ -1,0 +1,46 @@
+"""benchmarks.artifact_matrix: builds what is missing, marks types that do not fit a task, judges the rest."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import artifact_matrix
+
+
+def test_tiny_matrix_builds_judges_and_marks_non_applicable(tmp_path):
+    out = tmp_path / "report"
+    rc = artifact_matrix.main(["--model", "tiny", "--artifacts", str(tmp_path / "art"), "--out", str(out),
+                               "--corpus", "ci", "--types", "onnxruntime-fp32-cls",
+                               "--tasks", "text-classification,token-classification"])
+    report = json.loads((out / "matrix.json").read_text())
+    cells = report["cells"]
+    # the source type is built too, because the requested one starts from it
+    assert report["types"] == ["onnxruntime-fp32", "onnxruntime-fp32-cls"]
+    assert cells["text-classification"]["onnxruntime-fp32-cls"]["status"] == "built"
+    assert cells["text-classification"]["onnxruntime-fp32-cls"]["parity"] == "pass"
+    assert cells["token-classification"]["onnxruntime-fp32-cls"] == {"status": "n/a",
+                                                                       "why": "the head reads every token"}
+    assert cells["token-classification"]["onnxruntime-fp32"]["parity"] == "pass"
+    assert rc == 0
+    md = (out / "matrix.md").read_text()
+    assert "| `onnxruntime-fp32-cls` | pass (Δacc +0.0000) | n/a |" in md
+    # a second run reuses what exists
+    artifact_matrix.main(["--model", "tiny", "--artifacts", str(tmp_path / "art"), "--out", str(out), "--no-parity",
+                          "--types", "onnxruntime-fp32", "--tasks", "text-classification"])
+    again = json.loads((out / "matrix.json").read_text())["cells"]["text-classification"]["onnxruntime-fp32"]
+    assert again["status"] == "reused"
+
+
+def test_failed_build_is_shown_with_its_error(tmp_path):
+    report = {"model": "m", "corpus": "ci", "command": "c", "tasks": ["text-classification"], "types": ["x"],
+              "summaries": {"x": "a type"}, "cells": {"text-classification": {"x": {"status": "build-failed",
+                                                                                  "error": "boom"}}}}
+    md = artifact_matrix.render(report)
+    assert "| `x` | BUILD FAILED |" in md and "text-classification / x: boom" in md
+
+
+def test_unknown_type_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        artifact_matrix.main(["--types", "onnxruntime-fp64", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "unknown artifact type" in capsys.readouterr().err

@@ -1,0 +1,36 @@
+"""benchmarks.int8_floor: the FLOP count behind the floor and the report's arithmetic."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.int8_floor import model_flops, render
+
+BASE = {"dim": 768, "hidden_dim": 3072, "n_layers": 6}
+
+
+def test_base_model_flops_match_the_published_figure():
+    # DistilBERT-base at 1x128: about 11.2 GFLOP (the issue's figure); linear in the batch
+    assert model_flops(BASE, 1, 128) / 1e9 == pytest.approx(11.17, abs=0.01)
+    assert model_flops(BASE, 8, 128) == pytest.approx(8 * model_flops(BASE, 1, 128))
+
+
+def _row(name, kind, best_ms, floor_ms, gflop, peak):
+    return {"name": name, "kind": kind, "what": "", "best_ms": best_ms, "median_ms": best_ms, "pct_of_floor":
+            100 * floor_ms / best_ms, "executed_gflop": gflop, "pct_of_peak_executed": 100 * gflop / best_ms / peak * 1e3,
+            "vs_eager": 1.0, "vs_plain_nncf": 1.0}
+
+
+def test_report_shows_floor_share_and_the_rate_on_executed_flops():
+    peak, floor_ms = 1773.0, 11.17 / 1773.0 * 1e3
+    report = {"model": "base-random", "task": "text-classification", "threads": 2, "timer": "t", "rounds": 1,
+              "iters": 1, "cpu": {"model": "cpu", "logical_cpus": 2, "flags": {"avx512_vnni": True}},
+              "shapes": [{"shape": "1x128", "gflop": 11.17, "peak_gops": peak, "peak_gops_1_thread": 929.0,
+                          "peak_gops_by_shape": {"128x768x768": peak}, "floor_ms": floor_ms,
+                          "fastest_project": "cls",
+                          "rows": [_row("cls", "project", 7.80, floor_ms, 9.63, peak),
+                                   _row("dense", "project", 8.78, floor_ms, 11.17, peak)]}]}
+    md = render(report)
+    # the pruned candidate: 6.30 / 7.80 of the floor, but 9.63 GFLOP in 7.80 ms is 69.6% of the peak
+    assert "| **cls** | project | 7.80 | 7.80 | 80.8% | 9.63 | 69.6% |" in md
+    # a dense candidate's two shares are the same number
+    assert "| dense | project | 8.78 | 8.78 | 71.8% | 11.17 | 71.8% |" in md

@@ -69,12 +69,14 @@ KINDS: tuple[Kind, ...] = (
 )
 
 
-def build(kind: Kind, model: str, task: str, root: Path, rebuild: bool, log: Path) -> dict:
+def build(kind: Kind, model: str, task: str, root: Path, rebuild: bool, log: Path, dry: bool = False) -> dict:
     out = root / model / task / kind.name
     if kind.tasks and task not in kind.tasks:
         return {"status": "n/a", "why": kind.why_not}
     if (out / "manifest.json").is_file() and not rebuild:
         return {"status": "reused", "path": str(out)}
+    if dry:
+        return {"status": "not built", "path": str(out)}
     src = root / model / task / kind.source
     args = [a.format(model=model, task=task, out=out, src=src) for a in kind.args]
     cmd = [*CLI, *args]
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="", help="comma-separated tasks (default: all six)")
     p.add_argument("--rebuild", action="store_true", help="rebuild artifacts that exist")
     p.add_argument("--no-parity", action="store_true", help="build only")
+    p.add_argument("--no-build", action="store_true", help="judge what exists; list the rest as not built")
     p.add_argument("--parity-from", type=Path, action="append", default=[],
                    help="use these parity.json reports (later ones win) instead of running parity (repeatable)")
     a = p.parse_args(argv)
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     cells: dict[str, dict[str, dict]] = {t: {} for t in tasks}
     for task in tasks:
         for kind in kinds:
-            r = build(kind, a.model, task, a.artifacts, a.rebuild and kind.name != SOURCE, log)
+            r = build(kind, a.model, task, a.artifacts, a.rebuild and kind.name != SOURCE, log, a.no_build)
             cells[task][kind.name] = r
             print(f"{task:22s} {kind.name:30s} {r['status']}{' ' + str(r.get('seconds')) + ' s' if 'seconds' in r else ''}",
                   flush=True)
@@ -143,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(a.out / "matrix.json", json.dumps(report, indent=1))
     write_text_atomic(a.out / "matrix.md", render(report))
     print(f"wrote {a.out / 'matrix.md'} and {a.out / 'matrix.json'}")
-    ok = all(c["status"] != "build-failed" and c.get("parity", "pass") == "pass" for t in tasks for c in cells[t].values())
+    ok = all(c["status"] in ("built", "reused", "n/a") and c.get("parity", "pass") == "pass"
+             for t in tasks for c in cells[t].values())
     return 0 if ok else 1
 
 
@@ -165,7 +169,7 @@ def render(report: dict) -> str:
         row = []
         for t in tasks:
             c = report["cells"][t].get(k)
-            if c is None:
+            if c is None or c["status"] == "not built":
                 row.append("not built")
             elif c["status"] == "build-failed":
                 row.append("BUILD FAILED")

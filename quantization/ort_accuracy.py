@@ -72,11 +72,19 @@ def validation_set(parent_dir: Path, task: str, labels, calibration_size: int, s
     tok = load_tokenizer(parent_dir)
     if task == "fill-mask":  # one [MASK] per tweet, on the middle word, like a fill-mask request
         rows = [(_masked(t, tok.mask_token), y) for t, y in rows]
+    if task == "question-answering":  # pairs, as QA runs: tweet i asks, tweets i+1 and i+2 are the context
+        texts_ = [t for t, _ in rows]
+        rows = [((texts_[i], f"{texts_[(i + 1) % len(texts_)]} {texts_[(i + 2) % len(texts_)]}"), None)
+                for i in range(len(texts_))]
+        desc += "; question-answering: tweet i as the question, tweets i+1 and i+2 as its context"
     out, done = [], 0
     ranking_batches = 0
     for s in range(0, len(rows), BATCH):
         chunk = rows[s:s + BATCH]
-        enc = tok([t for t, _ in chunk], truncation=True, max_length=MAX_LENGTH, padding="longest", return_tensors="np")
+        pair = task == "question-answering"
+        enc = tok([t[0] if pair else t for t, _ in chunk], [t[1] for t, _ in chunk] if pair else None,
+                  truncation="only_second" if pair else True, max_length=MAX_LENGTH, padding="longest",
+                  return_tensors="np")
         feed = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
         if head.multiple_choice:
             feed = {k: v[:, None, :] for k, v in feed.items()}  # one choice per prompt

@@ -269,6 +269,11 @@ def run(args) -> dict:
     if args.method == "int8":
         say(f"static QDQ INT8, {args.calibrate_method} calibration on {len(rows)} rows")
         inc_quantize(str(opt), str(args.out), make_config(args, reader, head + outliers), optimization_level=no)
+        if args.eval:  # the parent decides whether this misses the bound
+            base, got = evaluate(str(opt), args.eval), evaluate(str(args.out), args.eval)
+            report["check"] = {"metric": args.metric, "fp32_value": round(base, 6), "value": round(got, 6),
+                               "eval_rows": args.eval_size}
+            say(f"{args.metric} on {args.eval_size} eval rows: fp32 {base:.4f}, int8 {got:.4f}")
     else:
         say(f"ranking {len(enc)} encoder nodes by estimated INT8 noise-to-signal ratio")
         ranked = sensitivity(opt, enc, rows[:32])

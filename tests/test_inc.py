@@ -95,6 +95,10 @@ def test_int8_graph_and_manifest(built, tiny_artifacts, task, method):
     assert all(list(d) == ([inits[dq_out[n.input[1]].input[0]].dims[-1]] if r["per_channel"] else [])
                for n, d in zip(int8, scales)), scales[:3]
     assert (task != "feature-extraction") == bool(head)
+    if method == "int8":  # the fixed recipe is checked against the bound; a miss would have run the tuning instead
+        b = r["bound_check"]
+        assert b["max_drop"] == 0.01 and b["eval_rows"] > 0 and "reason" not in b
+        assert b["value"] >= b["fp32_value"] - 0.01
 
 
 @pytest.mark.inc

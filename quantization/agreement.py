@@ -8,6 +8,7 @@ by task-aware AGREEMENT WITH ITS FP32 PARENT on the same validation tweets (a fl
   fill-mask             masked_token_agreement   [MASK] positions (one middle word masked per tweet, like
                                                  ort_accuracy._masked) whose top-1 token equals fp32's
   question-answering    span_position_agreement  start/end argmax positions over each row's real tokens equal to fp32's
+                                                 (tweet i as the question, tweets i+1 and i+2 as the context)
   feature-extraction    token_cosine             mean over real tokens of cos(last_hidden_state, fp32's)
   multiple-choice       choice_agreement         prompts (tweets i and i+1 as its 2 choices) whose argmax choice
                                                  equals fp32's
@@ -31,7 +32,7 @@ METRICS = {  # task -> (metric name, what the manifest says it is)
     "fill-mask": ("masked_token_agreement", "top-1 token agreement with the fp32 parent at the [MASK] position "
                                             "(the middle word of each tweet masked)"),
     "question-answering": ("span_position_agreement", "start/end position agreement with the fp32 parent (argmax "
-                                                      "over each row's real tokens)"),
+                                                      "over each row's real tokens; rows are question/context pairs of tweets)"),
     "feature-extraction": ("token_cosine", "mean cosine similarity of last_hidden_state to the fp32 parent's, over "
                                            "real tokens"),
     "multiple-choice": ("choice_agreement", "chosen-answer agreement with the fp32 parent (tweets i and i+1 as the 2 "
@@ -64,7 +65,12 @@ def encode(task: str, texts: list[str], tokenizer, max_length: int) -> dict[str,
     real tokens, or the [MASK] positions for fill-mask)."""
     if task == "fill-mask":  # one [MASK] per tweet, on the middle word, like a fill-mask request
         texts = [_masked(t, tokenizer.mask_token) for t in texts]
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="longest", return_tensors="np")
+    if task == "question-answering":  # pairs, as QA runs: tweet i asks, tweets i+1 and i+2 are the context
+        n = len(texts)
+        enc = tokenizer(list(texts), [f"{texts[(i + 1) % n]} {texts[(i + 2) % n]}" for i in range(n)],
+                        truncation="only_second", max_length=max_length, padding="longest", return_tensors="np")
+    else:
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="longest", return_tensors="np")
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
     where = ids == tokenizer.mask_token_id if task == "fill-mask" else mask.astype(bool)
     if task == "multiple-choice":

@@ -32,6 +32,7 @@ class Candidate:
     what: str  # how it was built and run
     run: Callable[[], object]
     cls_pruned: bool = False  # skips the last layer's non-[CLS] rows (exporters/cls_pruning.py): fewer FLOPs run
+    artifact: str | None = None  # key into ensure_artifacts() paths, for project candidates
     samples: list[float] = field(default_factory=list)
 
 
@@ -132,9 +133,9 @@ def candidates_for(batch: int, seq: int, loaded, plain, paths, threads: int) -> 
         request = core.compile_model(model, "CPU").create_infer_request()
         return lambda: request.infer(x)
 
-    def project(key: str, **options):
+    def project(name: str, what: str, key: str, cls_pruned: bool = False, **options) -> Candidate:
         rt = load_runtime(paths[key], RuntimeOptions(**options))
-        return lambda: rt.infer(x)
+        return Candidate(name, "project", what, lambda: rt.infer(x), cls_pruned=cls_pruned, artifact=key)
 
     out = [
         Candidate("pytorch-eager-fp32", "reference", f"torch {torch.__version__} eager, {threads} threads", torch_eager),
@@ -142,21 +143,18 @@ def candidates_for(batch: int, seq: int, loaded, plain, paths, threads: int) -> 
                   "defaults (dynamic shapes)", compiled_plain(False)),
         Candidate("plain-nncf-int8-static", "peer", "the same, reshaped to the benchmark shape before compile",
                   compiled_plain(True)),
-        Candidate("ort-dynamic-int8", "project", "onnxruntime-dynamic (avx512-vnni preset)",
-                  project("ort-int8", threads=threads)),
-        Candidate("ov-int8", "project", "openvino-int8 (cpu-f32), latency, dynamic shapes", project("ov-int8")),
-        Candidate("ov-int8-bf16-static", "project", "openvino-int8-avx512-bf16, latency, static_shapes",
-                  project("ov-int8-bf16", static_shapes=True)),
-        Candidate("ov-int8-bf16-cls-static", "project", "openvino-int8-avx512-bf16-cls ([CLS]-pruned last layer), "
-                  "latency, static_shapes", project("ov-int8-bf16-cls", static_shapes=True), cls_pruned=True),
+        project("ort-dynamic-int8", "onnxruntime-dynamic (avx512-vnni preset)", "ort-int8", threads=threads),
+        project("ov-int8", "openvino-int8 (cpu-f32), latency, dynamic shapes", "ov-int8"),
+        project("ov-int8-bf16-static", "openvino-int8-avx512-bf16, latency, static_shapes", "ov-int8-bf16",
+                static_shapes=True),
+        project("ov-int8-bf16-cls-static", "openvino-int8-avx512-bf16-cls ([CLS]-pruned last layer), latency, "
+                "static_shapes", "ov-int8-bf16-cls", cls_pruned=True, static_shapes=True),
     ]
     if batch > 1:
-        out.append(Candidate("ov-int8-bf16-static-throughput", "project", "openvino-int8-avx512-bf16, throughput "
-                             "hint (row chunks on parallel streams), static_shapes",
-                             project("ov-int8-bf16", static_shapes=True, hint="throughput")))
-        out.append(Candidate("ov-int8-bf16-cls-static-throughput", "project", "openvino-int8-avx512-bf16-cls, "
-                             "throughput hint, static_shapes",
-                             project("ov-int8-bf16-cls", static_shapes=True, hint="throughput"), cls_pruned=True))
+        out.append(project("ov-int8-bf16-static-throughput", "openvino-int8-avx512-bf16, throughput hint (row chunks "
+                           "on parallel streams), static_shapes", "ov-int8-bf16", static_shapes=True, hint="throughput"))
+        out.append(project("ov-int8-bf16-cls-static-throughput", "openvino-int8-avx512-bf16-cls, throughput hint, "
+                           "static_shapes", "ov-int8-bf16-cls", cls_pruned=True, static_shapes=True, hint="throughput"))
     return out
 
 
@@ -251,10 +249,8 @@ def run(args) -> dict:
         entry = {"shape": f"{batch}x{seq}", "gflop": flops / 1e9, "peak_gops": peak, "peak_gops_by_shape": peaks,
                  "peak_gops_1_thread": peak1, "floor_ms": floor_ms, "rows": rows, "fastest_project": fastest["name"]}
         if args.profile:  # the fastest OpenVINO project candidate's artifact
-            fastest_ov = min((r for r in rows if r["kind"] == "project" and r["name"].startswith("ov-")),
-                             key=lambda r: r["best_ms"])["name"]
-            entry["profile"] = profile_openvino(paths["ov-int8-bf16-cls" if "-cls" in fastest_ov else "ov-int8-bf16"],
-                                                batch, seq)
+            fastest_ov = min((c for c in cands if c.artifact and c.artifact.startswith("ov-")), key=lambda c: min(c.samples))
+            entry["profile"] = profile_openvino(paths[fastest_ov.artifact], batch, seq)
         report["shapes"].append(entry)
     return report
 

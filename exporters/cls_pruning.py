@@ -20,11 +20,15 @@ def saved_flops(config, seq: int) -> float:
     return (seq - 1) * 2 * (2 * d * d + 2 * d * h) + 2 * 2 * (seq - 1) * seq * d
 
 
+def check_task(task: str) -> None:
+    if task not in CLS_TASKS:
+        raise ConfigError(f"--cls-pruning fits heads that read only [CLS] ({', '.join(CLS_TASKS)}); "
+                          f"{task} reads every token. Fix: drop --cls-pruning")
+
+
 def pruned_copy(model, task: str):
     """A copy of `model` whose last encoder layer computes the [CLS] row only (weights shared in value, not identity)."""
-    if task not in CLS_TASKS:
-        raise ConfigError(f"[CLS] pruning fits heads that read only position 0 ({', '.join(CLS_TASKS)}); "
-                          f"{task} reads every token. Fix: export without --cls-pruning")
+    check_task(task)
     import torch
 
     class ClsOnlyLayer(torch.nn.Module):

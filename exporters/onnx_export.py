@@ -44,11 +44,9 @@ class ExportConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(f"cannot export to backend '{self.backend}'. Expected one of: {', '.join(BACKENDS)}")
         if self.cls_pruning:
-            from .cls_pruning import CLS_TASKS
+            from .cls_pruning import check_task
 
-            if self.task not in CLS_TASKS:
-                raise ConfigError(f"--cls-pruning fits heads that read only [CLS] ({', '.join(CLS_TASKS)}); "
-                                  f"{self.task} reads every token. Fix: drop --cls-pruning")
+            check_task(self.task)
             if self.backend != "onnxruntime":
                 raise ConfigError("--cls-pruning is an ONNX graph optimization; the torch artifact is the unpruned "
                                   "reference. Fix: drop --cls-pruning or use --backend onnxruntime")

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .inc_worker import PER_ROW, judged, score  # noqa: F401 (re-exported: the one implementation of the metrics)
-from .ort_accuracy import _masked
+from .ort_accuracy import _masked, _qa_pairs
 
 METRICS = {  # task -> (metric name, what the manifest says it is)
     "text-classification": ("accuracy", "accuracy vs gold labels"),
@@ -66,9 +66,9 @@ def encode(task: str, texts: list[str], tokenizer, max_length: int) -> dict[str,
     if task == "fill-mask":  # one [MASK] per tweet, on the middle word, like a fill-mask request
         texts = [_masked(t, tokenizer.mask_token) for t in texts]
     if task == "question-answering":  # pairs, as QA runs: tweet i asks, tweets i+1 and i+2 are the context
-        n = len(texts)
-        enc = tokenizer(list(texts), [f"{texts[(i + 1) % n]} {texts[(i + 2) % n]}" for i in range(n)],
-                        truncation="only_second", max_length=max_length, padding="longest", return_tensors="np")
+        questions, contexts = zip(*_qa_pairs(list(texts)))
+        enc = tokenizer(list(questions), list(contexts), truncation="only_second", max_length=max_length,
+                        padding="longest", return_tensors="np")
     else:
         enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="longest", return_tensors="np")
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)

@@ -73,9 +73,7 @@ def validation_set(parent_dir: Path, task: str, labels, calibration_size: int, s
     if task == "fill-mask":  # one [MASK] per tweet, on the middle word, like a fill-mask request
         rows = [(_masked(t, tok.mask_token), y) for t, y in rows]
     if task == "question-answering":  # pairs, as QA runs: tweet i asks, tweets i+1 and i+2 are the context
-        texts_ = [t for t, _ in rows]
-        rows = [((texts_[i], f"{texts_[(i + 1) % len(texts_)]} {texts_[(i + 2) % len(texts_)]}"), None)
-                for i in range(len(texts_))]
+        rows = [(pair, None) for pair in _qa_pairs([t for t, _ in rows])]
         desc += "; question-answering: tweet i as the question, tweets i+1 and i+2 as its context"
     out, done = [], 0
     ranking_batches = 0
@@ -93,6 +91,12 @@ def validation_set(parent_dir: Path, task: str, labels, calibration_size: int, s
         if done <= RANKING_SIZE or ranking_batches == 0:
             ranking_batches = len(out)
     return Validation(task, desc, out, len(rows), tuple(labels or ()), ranking_batches)
+
+
+def _qa_pairs(texts: list[str]) -> list[tuple[str, str]]:
+    """Question-answering rows as QA runs: tweet i is the question, tweets i+1 and i+2 are its context."""
+    n = len(texts)
+    return [(texts[i], f"{texts[(i + 1) % n]} {texts[(i + 2) % n]}") for i in range(n)]
 
 
 def _masked(text: str, mask: str) -> str:

@@ -143,20 +143,15 @@ def dynamic(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, ca
     from onnxruntime.quantization import quantize_dynamic
 
     per_channel = cfg.per_channel or preset.per_channel
-    nodes = encoder_nodes(parent.model_path)
-    src = _private_copy(parent, out)
+    def make_build(src: Path):
+        def build(selected: list[str], path: Path) -> None:
+            quantize_dynamic(str(src), str(path), op_types_to_quantize=INT8_OPS, per_channel=per_channel,
+                             reduce_range=preset.reduce_range, weight_type=_qtype(preset.weight_type),
+                             nodes_to_quantize=selected, extra_options={"MatMulConstBOnly": True})
+        return build
 
-    def build(selected: list[str], path: Path) -> None:
-        quantize_dynamic(str(src), str(path), op_types_to_quantize=INT8_OPS, per_channel=per_channel,
-                         reduce_range=preset.reduce_range, weight_type=_qtype(preset.weight_type),
-                         nodes_to_quantize=selected, extra_options={"MatMulConstBOnly": True})
-
-    try:
-        with step(f"dynamic INT8 ({preset.name}: weights {preset.weight_type}, reduce_range {preset.reduce_range})"):
-            build(nodes, out)
-        accuracy = _accuracy_control(parent, cfg, nodes, build, out)
-    finally:
-        shutil.rmtree(src.parent, ignore_errors=True)
+    accuracy = _controlled(parent, cfg, out, make_build,
+                           f"dynamic INT8 ({preset.name}: weights {preset.weight_type}, reduce_range {preset.reduce_range})")
     return {"format": "onnx (QOperator, dynamic activations)", "activation_type": "QUInt8 (dynamic)",
             "weight_type": preset.weight_type, "reduce_range": preset.reduce_range, "per_channel": per_channel,
             "op_types": INT8_OPS, "fp32_nodes": ["task head", *accuracy["kept_fp32"]], "calibration": None,
@@ -175,11 +170,20 @@ def _private_copy(parent: Artifact, out: Path) -> Path:
     return work / parent.model_path.name
 
 
-def _accuracy_control(parent: Artifact, cfg: QuantizeConfig, nodes: list[str], build, out: Path) -> dict:
-    """Enforce cfg.max_accuracy_drop (quantization.ort_accuracy): may keep sensitive encoder nodes fp32."""
+def _controlled(parent: Artifact, cfg: QuantizeConfig, out: Path, make_build, title: str) -> dict:
+    """Quantize every encoder node into `out`, then enforce cfg.max_accuracy_drop (quantization.ort_accuracy: may keep
+    sensitive encoder nodes fp32). make_build(private parent copy) -> build(nodes_to_quantize, path)."""
     from .ort_accuracy import control
 
-    return control(parent, cfg, nodes, build, out)
+    nodes = encoder_nodes(parent.model_path)
+    src = _private_copy(parent, out)
+    try:
+        build = make_build(src)
+        with step(title):
+            build(nodes, out)
+        return control(parent, cfg, nodes, build, out)
+    finally:
+        shutil.rmtree(src.parent, ignore_errors=True)
 
 
 def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, calib) -> dict:
@@ -194,29 +198,26 @@ def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, cal
     extra = {"ActivationSymmetric": preset.activation_symmetric, "WeightSymmetric": preset.weight_symmetric,
              "MatMulConstBOnly": True}
     reader = make_reader(parent.path, texts, get_head(parent.manifest.task).multiple_choice)
-    nodes = encoder_nodes(parent.model_path)
 
     def attempt(small_embeddings: bool) -> tuple[dict, dict | None]:
         reader.rewind()
-        src = _private_copy(parent, out)
-        cache = src.parent / "calibration-ranges.json"  # calibrated once; every accuracy-control trial reuses it
         # In every trial, so accuracy control judges (and compensates for) the INT8 table of the model as shipped.
-        tables = word_embedding_gathers(src) if small_embeddings else []
+        tables = word_embedding_gathers(parent.model_path) if small_embeddings else []
 
-        def build(selected: list[str], path: Path) -> None:
-            quantize_static(str(src), str(path), reader, quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=INT8_OPS + (["Gather"] if tables else []),
-                            nodes_to_quantize=selected + tables,
-                            per_channel=per_channel, reduce_range=preset.reduce_range,
-                            activation_type=_qtype(preset.activation_type), weight_type=_qtype(preset.weight_type),
-                            calibrate_method=method, extra_options=extra, calibration_cache_path=str(cache))
+        def make_build(src: Path):
+            cache = src.parent / "calibration-ranges.json"  # calibrated once; every accuracy-control trial reuses it
 
-        try:
-            with step(f"static QDQ INT8 ({preset.name}, {cfg.calibrate_method} on {len(texts)} tweets)"):
-                build(nodes, out)
-            accuracy = _accuracy_control(parent, cfg, nodes, build, out)
-        finally:
-            shutil.rmtree(src.parent, ignore_errors=True)
+            def build(selected: list[str], path: Path) -> None:
+                quantize_static(str(src), str(path), reader, quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=INT8_OPS + (["Gather"] if tables else []),
+                                nodes_to_quantize=selected + tables,
+                                per_channel=per_channel, reduce_range=preset.reduce_range,
+                                activation_type=_qtype(preset.activation_type), weight_type=_qtype(preset.weight_type),
+                                calibrate_method=method, extra_options=extra, calibration_cache_path=str(cache))
+            return build
+
+        accuracy = _controlled(parent, cfg, out, make_build,
+                               f"static QDQ INT8 ({preset.name}, {cfg.calibrate_method} on {len(texts)} tweets)")
         return accuracy, ({"int8": True, "nodes": tables, "format": "QDQ Gather: per-tensor INT8 table, dequantized "
                            "after the lookup"} if tables else None)
 

@@ -13,16 +13,20 @@ by task-aware AGREEMENT WITH ITS FP32 PARENT on the same validation tweets (a fl
   multiple-choice       choice_agreement         prompts (tweets i and i+1 as its 2 choices) whose argmax choice
                                                  equals fp32's
 
+As in the parity suite, only decisions where fp32 is decisive count, and a head with no decisive decisions (an
+untrained head: the default model's token, QA, multiple-choice and MLM heads) is held by the cosine of its raw
+outputs instead (references()).
+
 The scoring itself (judged, score) lives in quantization/inc_worker.py, which must stay numpy-only because it runs in
 the Neural Compressor venv; this module imports it from there so both backends score identically. Numpy only here
-too: the backends run the models and hand their outputs in."""
+too (and the parity suite's tie rule): the backends run the models and hand their outputs in."""
 from __future__ import annotations
 
 from typing import Callable, Iterator
 
 import numpy as np
 
-from .inc_worker import PER_ROW, judged, score  # noqa: F401 (re-exported: the one implementation of the metrics)
+from .inc_worker import PER_ROW, UNDECIDED, judged, score  # noqa: F401 (re-exported: the one implementation)
 from .ort_accuracy import _masked, _qa_pairs
 
 METRICS = {  # task -> (metric name, what the manifest says it is)
@@ -50,13 +54,30 @@ def metric(task: str) -> tuple[str, str]:
 UNLABELLED_ROWS = 100
 
 
-def validation_rows(task: str, labelled_rows: int) -> int:
-    return labelled_rows if task == "text-classification" else UNLABELLED_ROWS
+def validation_rows(task: str) -> int:
+    """Eval rows: the labelled classifier uses as many as ORT accuracy control (ort_accuracy.VALIDATION_SIZE)."""
+    from .ort_accuracy import VALIDATION_SIZE
+
+    return VALIDATION_SIZE.get(task, UNLABELLED_ROWS)
 
 
 def texts_needed(task: str, rows: int) -> int:
     """Tweets to read for `rows` validation rows (multiple choice pairs tweet i with tweet i+1)."""
     return rows + 1 if task == "multiple-choice" else rows
+
+
+def validation_tweets(task: str, calibration_size: int) -> tuple[list, str]:
+    """(train tweets for the int8-accuracy eval set, where they come from). They start at
+    ort_accuracy.VALIDATION_OFFSET (or after the calibration slice when it is longer), so they are disjoint from
+    calibration, from the tweets the sentiment head was trained on, and from the held-out split parity judges."""
+    from exporters.tweets import split
+
+    from .ort_accuracy import VALIDATION_OFFSET
+
+    start = max(VALIDATION_OFFSET, calibration_size)
+    tweets = split()[0][start:start + texts_needed(task, validation_rows(task))]
+    return tweets, (f"train tweets exporters.tweets.split()[0][{start}:{start + len(tweets)}], disjoint from "
+                    f"calibration, from the head's training tweets and from the held-out split")
 
 
 def encode(task: str, texts: list[str], tokenizer, max_length: int) -> dict[str, np.ndarray]:
@@ -88,17 +109,60 @@ def batches(rows: dict[str, np.ndarray], size: int) -> Iterator[tuple[dict[str, 
         yield feed, rows["where"][s:s + size, :n]
 
 
-def reference(task: str, run: Callable[[dict], list], rows: dict[str, np.ndarray], size: int = 32) -> np.ndarray:
-    """The fp32 parent's judged values on every row, concatenated in row order. run(feed) -> the head's outputs
-    (in get_head(task).outputs order) of the fp32 model."""
-    name = metric(task)[0]
-    return np.concatenate([judged(name, run(feed), where) for feed, where in batches(rows, size)])
+FLAT = {"token-classification": ("logit_cosine", "per real token"), "fill-mask": ("logit_cosine", "per [MASK]"),
+        "multiple-choice": ("row_logit_cosine", "per prompt, over its choices"),
+        "question-answering": ("row_logit_cosine", "per row, start and end logits over its real tokens")}
 
 
-def agreement(task: str, run: Callable[[dict], list], items: list) -> tuple[float, list[float]]:
-    """(metric, per-item values) of a model over items (feed, where, fp32 reference of that item); an item with
-    nothing to judge (a truncated [MASK]) counts 1.0 on its own and nothing in the total."""
-    name = metric(task)[0]
+def margins(name: str, outputs: list, where: np.ndarray) -> np.ndarray:
+    """How decisive each decision `judged(name, ...)` returns is: the top-two probability gap (as parity)."""
+    def gap(logits, axis=-1):
+        if logits.shape[axis] < 2:  # a single candidate is as decisive as it gets
+            return np.ones(logits.shape[:-1])
+        p = np.exp(logits - logits.max(axis, keepdims=True))
+        p = np.sort(p / p.sum(axis, keepdims=True), axis=axis)
+        return np.take(p, -1, axis) - np.take(p, -2, axis)
+
+    x = np.asarray(outputs[0], np.float64)
+    if name == "choice_agreement":
+        return gap(x)
+    if name in ("token_label_agreement", "masked_token_agreement"):
+        return gap(x[where.astype(bool)])
+    if name == "span_position_agreement":
+        real = where.astype(bool)
+        return np.stack([gap(np.where(real, np.asarray(o, np.float64), -np.inf)) for o in outputs[:2]], axis=-1)
+    raise ValueError(f"'{name}' judges no decisions")
+
+
+def references(task: str, run: Callable[[dict], list], rows: dict[str, np.ndarray], size: int
+               ) -> tuple[str, str, list[np.ndarray]]:
+    """(metric, its description, the fp32 parent's judged values per batch of `size` rows). run(feed) -> the head's
+    outputs (get_head(task).outputs order) of the fp32 model. Like the parity suite, a decision counts only where
+    the parent is decisive (top-two probability gap >= parity's int8 tie_margin; near-ties become UNDECIDED).
+    A head with fewer than MIN_DECISIVE decisive decisions (untrained: near-uniform outputs) has no answers to
+    agree on, so its raw outputs are held instead: mean cosine with the parent's (FLAT)."""
+    from benchmarks.parity.tolerances import MIN_DECISIVE, tolerance_for
+
+    name, description = metric(task)
+    outs = [(run(feed), where) for feed, where in batches(rows, size)]
+    if task in FLAT:
+        tie = tolerance_for(task, "int8").tie_margin
+        gaps = [margins(name, o, w) for o, w in outs]
+        decisive = int(sum((g >= tie).sum() for g in gaps))
+        if decisive >= MIN_DECISIVE:
+            refs = [np.where(g >= tie, judged(name, o, w), UNDECIDED) for (o, w), g in zip(outs, gaps)]
+            return name, f"{description}; decisions where fp32's top-two probability gap is >= {tie}", refs
+        total = int(sum(g.size for g in gaps))
+        name, per = FLAT[task]
+        description = (f"cosine of the head's raw outputs with the fp32 parent's, {per}: the parent's answers are "
+                       f"near-ties ({decisive} of {total} decisions have a top-two probability gap >= {tie}), so "
+                       f"there is no answer to agree on")
+    return name, description, [judged(name, o, w) for o, w in outs]
+
+
+def agreement(name: str, run: Callable[[dict], list], items: list) -> tuple[float, list[float]]:
+    """(metric `name`, per-item values) of a model over items (feed, where, fp32 reference of that item); an item
+    with nothing to judge (a truncated [MASK], near-ties only) counts 1.0 on its own and nothing in the total."""
     total, count, values = 0.0, 0, []
     for feed, where, ref in items:
         t, c = score(name, judged(name, run(feed), where), ref)

@@ -11,7 +11,7 @@ method "int8": static QDQ INT8 of every encoder MatMul/Gemm (per-channel weights
 cfg.calibration_size train tweets; the task head stays fp32 (see ort_quant.HEAD_MARKERS). The result is checked on
 the int8-accuracy eval set; when it misses cfg.max_accuracy_drop, the int8-accuracy tuning runs instead and the
 manifest says so (recipe.bound_check), so --max-accuracy-drop holds for every INT8 recipe, as in ort_accuracy.
-method "int8-accuracy" (every task): INC autotune with an eval_fn on train tweets right after the calibration slice
+method "int8-accuracy" (every task): INC autotune with an eval_fn on train tweets from ort_accuracy.VALIDATION_OFFSET on
 (never the held-out split: parity scores on it); trials keep more and more of the most sensitive encoder nodes in
 fp32 until the task's metric is within cfg.max_accuracy_drop (absolute) of fp32's. text-classification: accuracy on
 the gold labels. Other heads: agreement with the fp32 parent (quantization/agreement.py); this module computes the
@@ -56,7 +56,6 @@ METHODS = ("int8", "int8-accuracy")
 # OpenVINO recipe does (openvino_int8.OUTLIER_PATTERNS: their GELU inputs carry per-channel outliers). With them
 # INT8, the default model's feature-extraction worst-token cosine fell to 0.909 on the 512-token parity case.
 OUTLIER_MARKERS = ("ffn/lin2",)
-EVAL_SIZE = 300  # eval rows (train tweets) for int8-accuracy, right after the calibration slice
 # The venv: $DISTILBERT_DEPLOY_INC_VENV, else .venv-inc at the repository root (the Makefile builds it there).
 VENV = Path(os.environ.get("DISTILBERT_DEPLOY_INC_VENV") or Path(__file__).resolve().parent.parent / ".venv-inc")
 WORKER = Path(__file__).with_name("inc_worker.py")
@@ -180,7 +179,6 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
 def _eval_set(parent, cfg: QuantizeConfig, tokenizer, save, path: Path) -> dict:
     """Write the worker's eval .npz: gold labels for text-classification, else the tokenized rows with the fp32
     parent's reference (quantization/agreement.py); return what the manifest's tuning record says about it."""
-    from exporters.tweets import split
     from runtimes.progress import step
 
     from . import agreement
@@ -189,23 +187,22 @@ def _eval_set(parent, cfg: QuantizeConfig, tokenizer, save, path: Path) -> dict:
 
     task = parent.manifest.task
     name, description = agreement.metric(task)
-    start = cfg.calibration_size
-    tweets = split()[0][start:start + agreement.texts_needed(task, agreement.validation_rows(task, EVAL_SIZE))]
-    where = f"exporters.tweets.split()[0][{start}:{start + len(tweets)}]"
+    tweets, where = agreement.validation_tweets(task, cfg.calibration_size)
     if task == "text-classification":
         labels = list(parent.manifest.labels or ())
         ids = [labels.index(t.label) if t.label in labels else t.label_id for t in tweets]
         save(path, [t.text for t in tweets], labels=np.array(ids, dtype=np.int64))
         return {"metric_description": description,
-                "eval_set": f"{len(tweets)} labelled train tweets right after the calibration slice ({where})"}
+                "eval_set": f"{len(tweets)} labelled {where}"}
     rows = agreement.encode(task, [t.text for t in tweets], tokenizer, MAX_LENGTH)
     with step(f"fp32 parent's reference outputs on {len(rows['lengths'])} eval rows (ONNX Runtime CPU)"):
         sess, names = _session(parent.model_path), list(get_head(task).outputs)
-        reference = agreement.reference(task, lambda feed: sess.run(names, feed), rows)
+        name, description, refs = agreement.references(task, lambda feed: sess.run(names, feed), rows, 32)
+        reference = np.concatenate(refs)
     np.savez(path, **rows, reference=reference, metric=np.array(name))
     return {"metric_description": description,
             "reference": "the fp32 parent's model.onnx on ONNX Runtime CPU, computed once in the main environment",
-            "eval_set": (f"{len(rows['lengths'])} rows from train tweets right after the calibration slice ({where})"
+            "eval_set": (f"{len(rows['lengths'])} rows from {where}"
                          + (", tweets i and i+1 as the 2 choices of row i" if task == "multiple-choice" else ""))}
 
 

@@ -3,7 +3,7 @@ outputs whose answer is known."""
 import numpy as np
 import pytest
 
-from quantization.agreement import METRICS, agreement, batches, judged, metric, reference, score
+from quantization.agreement import METRICS, UNDECIDED, agreement, batches, judged, metric, references, score
 
 
 def test_every_task_has_a_metric():
@@ -58,28 +58,77 @@ def test_choice_agreement_and_accuracy():
     assert score("accuracy", judged("accuracy", [logits], None), np.array([1, 0, 0, 0])) == (3.0, 4)
 
 
+def _rows(rng):
+    ids = rng.integers(0, 9, (5, 4))
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]])
+    return {"input_ids": ids, "attention_mask": mask, "where": mask.astype(bool), "lengths": mask.sum(-1)}
+
+
+def _items(rows, refs):
+    return [(feed, where, ref) for (feed, where), ref in zip(batches(rows, 1), refs)]
+
+
 def test_reference_and_per_item_values_agree_however_batched():
     """Token-level references concatenate row-major, so batch sizes 3 (reference) and 1 (NNCF items) line up."""
     rng = np.random.default_rng(0)
-    ids = rng.integers(0, 9, (5, 4))
-    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]])
-    rows = {"input_ids": ids, "attention_mask": mask, "where": mask.astype(bool), "lengths": mask.sum(-1)}
-    table = rng.normal(size=(9, 3))
+    rows = _rows(rng)
+    table = 10 * rng.normal(size=(9, 3))  # decisive: every top-two probability gap is wide
 
     def run(feed):  # a "model": token label logits looked up from the input id
         return [table[feed["input_ids"]]]
 
-    ref = reference("token-classification", run, rows, size=3)
-    assert len(ref) == mask.sum()
-    at, items = 0, []
-    for feed, where in batches(rows, 1):
-        n = int(where.sum())
-        items.append((feed, where, ref[at:at + n]))
-        at += n
-    assert agreement("token-classification", run, items) == (1.0, [1.0] * 5)
+    name, _, refs = references("token-classification", run, rows, size=3)
+    assert name == "token_label_agreement"
+    flat3, (_, _, refs1) = np.concatenate(refs), references("token-classification", run, rows, size=1)
+    assert len(flat3) == rows["where"].sum() and np.array_equal(flat3, np.concatenate(refs1))
+    assert agreement(name, run, _items(rows, refs1)) == (1.0, [1.0] * 5)
     flipped = lambda feed: [-table[feed["input_ids"]]]
-    value, per_item = agreement("token-classification", flipped, items)
+    value, per_item = agreement(name, flipped, _items(rows, refs1))
     assert value < 1.0 and len(per_item) == 5
+
+
+def test_near_ties_are_not_counted():
+    """As in parity: a reference decision with a top-two probability gap under the int8 tie_margin is UNDECIDED."""
+    ref = np.array([0, UNDECIDED, 2])
+    assert score("token_label_agreement", np.array([0, 1, 1]), ref) == (1.0, 2)  # the near-tie's flip is free
+    logits = np.array([[[4.0, 0.0], [0.01, 0.0], [0.0, 4.0], [0.0, 3.0]]] * 4 + [[[0.0, 0.0]] * 4])
+    rows = {"input_ids": np.zeros((5, 4), np.int64), "attention_mask": np.ones((5, 4), np.int64),
+            "where": np.ones((5, 4), bool), "lengths": np.full(5, 4)}
+    name, description, refs = references("token-classification", lambda feed: [logits[:len(feed["input_ids"])]],
+                                         rows, size=5)
+    assert name == "token_label_agreement" and "top-two probability gap" in description
+    assert (np.concatenate(refs) == UNDECIDED).sum() == 4 * 1 + 4  # the 0.01 gaps and the all-zero row
+
+
+@pytest.mark.parametrize("task,flat_metric", [("token-classification", "logit_cosine"),
+                                              ("question-answering", "row_logit_cosine"),
+                                              ("multiple-choice", "row_logit_cosine")])
+def test_a_flat_head_is_held_by_its_outputs(task, flat_metric):
+    """An untrained head (every decision a near-tie) has no answers to agree on: the cosine of its raw outputs
+    is held instead, the same however the rows are batched, and it drops when the outputs drift."""
+    rng = np.random.default_rng(2)
+    rows = _rows(rng)
+    if task == "multiple-choice":
+        rows = {**rows, "input_ids": np.stack([rows["input_ids"]] * 2, 1),
+                "attention_mask": np.stack([rows["attention_mask"]] * 2, 1)}
+    table = 0.01 * rng.normal(size=(9, 3))  # near-uniform outputs
+
+    def run(feed, noise=0.0):
+        x = table[feed["input_ids"]] + noise
+        if task == "multiple-choice":
+            return [(x[..., 0] * feed["attention_mask"]).sum(-1)]  # [batch, 2 choices]; padding ignored
+        if task == "question-answering":
+            return [x[..., 0], x[..., 1]]  # start, end [batch, seq]
+        return [x]
+
+    name, description, refs = references(task, run, rows, size=3)
+    assert name == flat_metric and "near-ties" in description
+    _, _, refs1 = references(task, run, rows, size=1)
+    assert np.allclose(np.concatenate(refs), np.concatenate(refs1))
+    value, per_item = agreement(name, run, _items(rows, refs1))
+    assert value == pytest.approx(1.0) and len(per_item) == 5
+    drifted = lambda feed: run(feed, noise=0.01 * rng.normal(size=feed["input_ids"].shape + (3,)))
+    assert agreement(name, drifted, _items(rows, refs1))[0] < 0.99
 
 
 def test_worker_evaluate_matches(tmp_path):

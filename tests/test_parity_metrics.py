@@ -90,10 +90,10 @@ def test_token_classification_per_token_agreement():
 
 
 def test_question_answering_exact_span_and_f1():
-    ok = CaseResult("q1", num([0.0], [0.0]), [((3, 5), (3, 5), 1.0)], span_f1=[1.0])
+    ok = CaseResult("q1", num([0.0], [0.0]), [((3, 5), (3, 5), 1.0)], span_f1=[(1.0, 1.0)])
     c, _ = checks("question-answering", [ok], TOL)
     assert c["exact_span_agreement"].passed and c["span_f1"].value == 1.0
-    off = CaseResult("q2", num([0.0], [0.0]), [((3, 5), (4, 5), 1.0)], span_f1=[metrics.span_f1("Gustave Eiffel", "Eiffel")])
+    off = CaseResult("q2", num([0.0], [0.0]), [((3, 5), (4, 5), 1.0)], span_f1=[(metrics.span_f1("Gustave Eiffel", "Eiffel"), 1.0)])
     c, _ = checks("question-answering", [ok, off], TOL)
     assert c["exact_span_agreement"].value == 0.5 and c["span_f1"].value == pytest.approx(5 / 6)
     assert c["span_f1"].passed is False
@@ -116,6 +116,45 @@ def test_feature_extraction_embedding_cosine_and_multiple_choice():
     assert c["embedding_cosine"].passed is False and c["cosine"].passed is False
     c, _ = checks("multiple-choice", [CaseResult("c", num([1.0], [1.0]), [(0, 1, 0.3)])], TOL)
     assert c["choice_agreement"].passed is False
+
+
+def _flat(task, n, flips, cosine_ok=True, margin=0.001):
+    """n cases of a near-uniform head (every reference margin `margin`), `flips` answers flipped."""
+    got = [1.0, 0.0] if cosine_ok else [0.0, 1.0]
+    return [CaseResult(f"c{i}", num([1.0, 0.0], got if i == 0 else [1.0, 0.0]), [(0, int(i < flips), margin)],
+                       span_f1=[(0.0 if i < flips else 1.0, margin)]) for i in range(n)]
+
+
+@pytest.mark.parametrize("task", ["multiple-choice", "question-answering", "token-classification"])
+def test_flat_head_is_judged_by_its_outputs_not_by_near_tie_answers(task):
+    """An untrained head: no decision is decisive, so agreement must not pass on nothing; the head's raw
+    outputs are judged instead, and fail when they drift."""
+    tol = tolerance_for(task, "int8")
+    c, _ = checks(task, _flat(task, 20, flips=5), tol)
+    name = {"multiple-choice": "choice_agreement", "question-answering": "exact_span_agreement",
+            "token-classification": "token_label_agreement"}[task]
+    assert c[name].passed is None and "not judged" in c[name].detail  # 0/0 decisive: neither pass nor fail
+    assert c["flat_head_cosine"].passed and c["flat_head_cosine"].limit == tol.min_embedding_cosine
+    assert "span_f1" not in c  # near-tie spans are not scored either
+    c, fails = checks(task, _flat(task, 20, flips=0, cosine_ok=False), tol)
+    assert c["flat_head_cosine"].passed is False and fails and fails[0].case == "c0"
+    # a decisive head is judged by its answers, and no cosine check stands in
+    c, _ = checks(task, _flat(task, 20, flips=5, margin=0.9), tol)
+    assert c[name].passed is False and c[name].value == 0.75 and "flat_head_cosine" not in c
+
+
+def test_question_answering_span_margin_comes_from_start_and_end_logits():
+    from benchmarks.parity.comparator import _decide
+
+    feed = {"attention_mask": np.array([[1, 1, 1, 0]]), "input_ids": np.array([[101, 7, 102, 0]])}
+    flat = {"start_logits": np.array([[0.1, 0.11, 0.1, 9.0]]), "end_logits": np.array([[0.1, 5.0, 0.1, 9.0]])}
+    res = CaseResult("q")
+    _decide("question-answering", res, feed, flat, flat, ((), ()), set())
+    assert res.span_margin < 0.01  # start is a near-tie (padding's 9.0 is not a position), so the span is too
+    sharp = {**flat, "start_logits": np.array([[0.1, 6.0, 0.1, 0.0]])}
+    res = CaseResult("q")
+    _decide("question-answering", res, feed, sharp, sharp, ((), ()), set())
+    assert res.span_margin > 0.9
 
 
 def test_errors_fail_the_target():

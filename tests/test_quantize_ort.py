@@ -285,7 +285,7 @@ def test_accuracy_control_text_classification(tiny_artifacts, tmp_path):
     acc = m.recipe["accuracy_control"]
     assert acc["bound"] == {**acc["bound"], "max_accuracy_drop": 0.02, "max_flip_rate": 0.06}
     assert acc["fp32"]["accuracy"] - acc["int8"]["accuracy"] <= 0.02 and acc["int8"]["flip_rate"] <= 0.06
-    assert "1000 labelled train tweets" in acc["validation"]
+    assert "2000 labelled train tweets" in acc["validation"]
     # the recorded INT8 accuracy is the written model's accuracy on those tweets
     val = validation_set(src, "text-classification", LABELS, 16)
     sess = ort.InferenceSession(str(tmp_path / "tc" / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -9,7 +9,10 @@ fp16, bf16 and int8 are judged on what users see: decisions (labels, choices, to
 task-metric delta. Their raw errors are reported but not judged (None): bf16 keeps 8 mantissa bits,
 so logits move by ~1e-2 on any model and a numeric bound says nothing about answers. A decision is
 counted only where the reference is decisive (top-two probability gap >= tie_margin): flipping a
-near-tie is rounding, not a regression, and the accuracy delta catches systematic drift.
+near-tie is rounding, not a regression, and the accuracy delta catches systematic drift. A question-answering
+span is as decisive as the less decisive of its start and end positions. A head with fewer than
+MIN_DECISIVE decisive decisions (an untrained head, whose outputs are near-uniform) cannot be judged by
+its answers; it is judged by the worst-case cosine of its raw outputs at the precision's min_embedding_cosine.
 
 Override any field on the command line: `--tol key=value` (every task and precision),
 `--tol PRECISION.key=value` or `--tol TASK.PRECISION.key=value`; `none` turns a check off."""
@@ -20,6 +23,9 @@ from dataclasses import dataclass, fields, replace
 from runtimes.base import PRECISIONS
 from runtimes.errors import ConfigError
 from runtimes.heads import TASKS
+
+
+MIN_DECISIVE = 10  # fewer decisive reference decisions than this cannot judge a head's answers
 
 
 @dataclass(frozen=True)

@@ -178,12 +178,17 @@ def render(report: dict) -> str:
             elif "parity" not in c:
                 row.append(c["status"])
             else:
-                delta = c["checks"].get("accuracy_delta")
+                delta, flat = c["checks"].get("accuracy_delta"), c["checks"].get("flat_head_cosine")
                 row.append(("pass" if c["parity"] == "pass" else "**FAIL** " + ",".join(c["failed"]))
-                           + (f" (Δacc {delta:+.4f})" if isinstance(delta, float) else ""))
+                           + (f" (Δacc {delta:+.4f})" if isinstance(delta, float) else "")
+                           + (f" (cos {flat:.3f}†)" if isinstance(flat, float) else ""))
         lines.append(f"| `{k}` | " + " | ".join(row) + " |")
     why = {k: next((c["why"] for t in tasks if (c := report["cells"][t].get(k, {})).get("status") == "n/a"), "")
            for k in types}
+    if any("flat_head_cosine" in c.get("checks", {}) for t in tasks for c in report["cells"][t].values()):
+        lines += ["", "† The head is untrained (fewer than 10 of its fp32 answers on the corpus are decisive: "
+                  "every one is a near-tie), so parity judged it by `flat_head_cosine`, the worst-case cosine of its "
+                  "raw outputs against PyTorch fp32 (int8 bar 0.95, bf16 0.98, fp16 0.99), instead of by its answers."]
     lines += ["", "Types (n/a: why the type does not apply to that task):", ""]
     lines += [f"- `{k}`: {report['summaries'][k]}" + (f"; n/a: {why[k]}" if why[k] else "") for k in types]
     failed = [(t, k, c.get("error", "")) for t in tasks for k, c in report["cells"][t].items() if c["status"] == "build-failed"]

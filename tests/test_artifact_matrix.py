@@ -40,6 +40,18 @@ def test_failed_build_is_shown_with_its_error(tmp_path):
     assert "| `x` | BUILD FAILED |" in md and "text-classification / x: boom" in md
 
 
+def test_a_cell_judged_by_output_cosine_says_so():
+    """An untrained head is judged by flat_head_cosine, not its answers: the cell and a footnote say so."""
+    cell = {"status": "reused", "parity": "pass", "precision": "int8", "checks": {"flat_head_cosine": 0.9871},
+            "failed": []}
+    report = {"model": "m", "corpus": "full", "command": "c", "tasks": ["question-answering"], "types": ["x"],
+              "summaries": {"x": "a type"}, "cells": {"question-answering": {"x": cell}}}
+    md = artifact_matrix.render(report)
+    assert "| `x` | pass (cos 0.987†) |" in md and "† The head is untrained" in md
+    cell["checks"] = {"exact_span_agreement": 1.0}
+    assert "†" not in artifact_matrix.render(report)
+
+
 def test_unknown_type_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         artifact_matrix.main(["--types", "onnxruntime-fp64", "--out", str(tmp_path)])

@@ -198,7 +198,34 @@ def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> di
         by_type[key][1] += 1
     rows = sorted(({"layer_type": k, "ms": round(v[0], 3), "count": v[1]} for k, v in by_type.items()),
                   key=lambda r: -r["ms"])
-    return {"artifact": str(artifact), "shape": f"{batch}x{seq}", "total_ms": round(best[0] * 1e3, 3), "rows": rows}
+    return {"artifact": str(artifact), "shape": f"{batch}x{seq}", "total_ms": round(best[0] * 1e3, 3), "rows": rows,
+            "gemms": gemm_roles(compiled, best[1])}
+
+
+GEMM_ROLES = ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2", "pre_classifier", "classifier")
+
+
+def gemm_roles(compiled, info) -> list[dict]:
+    """Time and FLOPs of the FullyConnected nodes per role (q_lin ... lin2), FLOPs from the compiled model's own
+    shapes (2 x rows x K x N), so a [CLS]-pruned layer counts the rows it really runs."""
+    import collections
+    import math
+    import re
+
+    ops = {op.get_friendly_name(): op for op in compiled.get_runtime_model().get_ops()}
+    roles: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0, 0.0])
+    for p in info:
+        if "FullyConnected" not in p.node_type or (op := ops.get(p.node_name)) is None:
+            continue
+        found = re.findall(r"/(" + "|".join(GEMM_ROLES) + r")/", p.node_name)
+        role = found[-1] if found else "unnamed"  # OpenVINO renames some after fusing (out_lin, the classifier)
+        a, out = op.input(0).get_partial_shape().to_shape(), op.output(0).get_partial_shape().to_shape()
+        r = roles[role]
+        r[0] += p.real_time.total_seconds() * 1e3
+        r[1] += 1
+        r[2] += 2 * math.prod(out[:-1]) * a[-1] * out[-1]
+    return [{"role": k, "count": v[1], "ms": round(v[0], 3), "gflop": v[2] / 1e9,
+             "gops": round(v[2] / v[0] / 1e6, 1) if v[0] else None} for k, v in sorted(roles.items(), key=lambda kv: -kv[1][0])]
 
 
 def run(args) -> dict:
@@ -284,6 +311,11 @@ def render(report: dict) -> str:
             out += ["", f"Per-layer profile of {Path(prof['artifact']).name} at {prof['shape']} (OpenVINO PERF_COUNT, "
                         f"best of 10, total {prof['total_ms']:.2f} ms):", "", "| layer type (kernel) | count | ms |", "|---|---|---|"]
             out += [f"| {r['layer_type']} | {r['count']} | {r['ms']:.2f} |" for r in prof["rows"][:12]]
+            if gemms := prof.get("gemms"):  # older reports have none
+                out += ["", "Its GEMMs by role (FLOPs from the compiled model's shapes; % of the INT8 peak above):", "",
+                        "| GEMM | count | ms | GFLOP | GOPS | % of peak |", "|---|---|---|---|---|---|"]
+                out += [f"| {g['role']} | {g['count']} | {g['ms']:.2f} | {g['gflop']:.3f} | {g['gops'] or 0:.0f} | "
+                        f"{100 * (g['gops'] or 0) / s['peak_gops']:.0f}% |" for g in gemms]
         out.append("")
     return "\n".join(out)
 

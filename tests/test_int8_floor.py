@@ -34,3 +34,26 @@ def test_report_shows_floor_share_and_the_rate_on_executed_flops():
     assert "| **cls** | project | 7.80 | 7.80 | 80.8% | 9.63 | 69.6% |" in md
     # a dense candidate's two shares are the same number
     assert "| dense | project | 8.78 | 8.78 | 71.8% | 11.17 | 71.8% |" in md
+
+
+def test_gemm_roles_count_flops_from_the_compiled_shapes():
+    """Each FullyConnected node's FLOPs come from its compiled shapes (2 x rows x K x N), grouped by role."""
+    ov = pytest.importorskip("openvino")
+    import numpy as np
+    import openvino.opset13 as ops
+
+    from benchmarks.int8_floor import gemm_roles
+
+    x = ops.parameter([3, 16, 32], np.float32, name="x")
+    h = ops.matmul(x, ops.constant(np.ones((32, 64), np.float32)), False, False)
+    h.set_friendly_name("/distilbert/transformer/layer.0/ffn/lin1/MatMul")
+    y = ops.matmul(h, ops.constant(np.ones((64, 8), np.float32)), False, False)
+    y.set_friendly_name("/distilbert/transformer/layer.0/ffn/lin2/MatMul")
+    compiled = ov.Core().compile_model(ov.Model([y], [x]), "CPU", {"PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    request.infer({"x": np.ones((3, 16, 32), np.float32)})
+    info = [p for p in request.get_profiling_info() if p.status == p.Status.EXECUTED]
+    by = {g["role"]: g for g in gemm_roles(compiled, info)}
+    assert set(by) == {"lin1", "lin2"} and by["lin1"]["count"] == by["lin2"]["count"] == 1
+    assert by["lin1"]["gflop"] * 1e9 == pytest.approx(2 * 48 * 32 * 64, rel=1e-9)  # rows = 3 x 16
+    assert by["lin2"]["gflop"] * 1e9 == pytest.approx(2 * 48 * 64 * 8, rel=1e-9)

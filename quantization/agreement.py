@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .inc_worker import PER_ROW, UNDECIDED, judged, score  # noqa: F401 (re-exported: the one implementation)
+from .inc_worker import UNDECIDED, judged, score  # the one implementation of the metrics (inc venv too)
 from .ort_accuracy import _masked, _qa_pairs
 
 METRICS = {  # task -> (metric name, what the manifest says it is)
@@ -115,13 +115,12 @@ FLAT = {"token-classification": ("logit_cosine", "per real token"), "fill-mask":
 
 
 def margins(name: str, outputs: list, where: np.ndarray) -> np.ndarray:
-    """How decisive each decision `judged(name, ...)` returns is: the top-two probability gap (as parity)."""
-    def gap(logits, axis=-1):
-        if logits.shape[axis] < 2:  # a single candidate is as decisive as it gets
-            return np.ones(logits.shape[:-1])
-        p = np.exp(logits - logits.max(axis, keepdims=True))
-        p = np.sort(p / p.sum(axis, keepdims=True), axis=axis)
-        return np.take(p, -1, axis) - np.take(p, -2, axis)
+    """How decisive each decision `judged(name, ...)` returns is: the top-two probability gap, as parity measures it."""
+    from benchmarks.parity.metrics import margins as top_two_gap
+    from runtimes.tasks.encoding import softmax
+
+    def gap(logits):
+        return top_two_gap(softmax(logits))
 
     x = np.asarray(outputs[0], np.float64)
     if name == "choice_agreement":

@@ -109,20 +109,25 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
     with tempfile.TemporaryDirectory(prefix="inc-") as work:
         work = Path(work)
         save(work / "calib.npz", texts)
-        cmd = [str(venv_python()), "-I", str(WORKER), "--model", str(parent.model_path), "--out",
-               str(work / "model.onnx"), "--report", str(work / "report.json"), "--method", cfg.method,
-               "--calib", str(work / "calib.npz"), "--max-drop", str(cfg.max_accuracy_drop),
-               "--calibrate-method", cfg.calibrate_method, "--head", ",".join(HEAD_MARKERS)]
-        # int8: per-channel weights always (per-tensor cost 1.4 held-out points on the default model, see above);
-        # int8-accuracy: its tuning tries per-tensor first unless --per-channel asks for per-channel only.
-        cmd += ["--per-channel"] if cfg.per_channel or cfg.method == "int8" else []
-        cmd += ["--multiple-choice"] if multiple_choice else []
         outliers = OUTLIER_MARKERS if cfg.method == "int8" and m.task != "text-classification" else ()
-        cmd += ["--keep-fp32", ",".join(outliers)] if outliers else []
-        # both methods get the eval set: int8 checks its fixed recipe against the bound, int8-accuracy tunes on it
+
+        def worker_cmd(method: str) -> list[str]:
+            cmd = [str(venv_python()), "-I", str(WORKER), "--model", str(parent.model_path), "--out",
+                   str(work / "model.onnx"), "--report", str(work / "report.json"), "--method", method,
+                   "--calib", str(work / "calib.npz"), "--max-drop", str(cfg.max_accuracy_drop),
+                   "--calibrate-method", cfg.calibrate_method, "--head", ",".join(HEAD_MARKERS),
+                   # both methods get the eval set: int8 checks its fixed recipe against the bound, int8-accuracy
+                   # tunes on it
+                   "--eval", str(work / "eval.npz")]
+            # int8 (and its escalation to tuning): per-channel weights always (per-tensor cost 1.4 held-out points on
+            # the default model, see above); int8-accuracy: its tuning tries per-tensor first unless --per-channel.
+            cmd += ["--per-channel"] if cfg.per_channel or cfg.method == "int8" else []
+            cmd += ["--multiple-choice"] if multiple_choice else []
+            cmd += ["--keep-fp32", ",".join(outliers)] if outliers and method == "int8" else []
+            return cmd
+
         tuning_note = _eval_set(parent, cfg, tokenizer, save, work / "eval.npz")
-        cmd += ["--eval", str(work / "eval.npz")]
-        report = _run_worker(cmd, work / "report.json")
+        report = _run_worker(worker_cmd(cfg.method), work / "report.json")
         escalated = None
         check = report.get("check")
         if cfg.method == "int8" and check and check["fp32_value"] - check["value"] > cfg.max_accuracy_drop + 1e-9:
@@ -133,12 +138,7 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
             console().print(f"  int8 misses the bound ({check['metric']} {check['value']:.4f} vs fp32 "
                             f"{check['fp32_value']:.4f}, max drop {cfg.max_accuracy_drop}): accuracy-aware tuning")
             escalated = {"reason": "the fixed recipe missed max_accuracy_drop", "check": check}
-            at = cmd.index("--method")
-            cmd = cmd[:at + 1] + ["int8-accuracy"] + cmd[at + 2:]
-            if "--keep-fp32" in cmd:
-                at = cmd.index("--keep-fp32")
-                cmd = cmd[:at] + cmd[at + 2:]
-            report = _run_worker(cmd, work / "report.json")
+            report = _run_worker(worker_cmd("int8-accuracy"), work / "report.json")
         if "error" in report or not (work / "model.onnx").is_file():
             raise QuantizationError(f"Neural Compressor {cfg.method} of '{cfg.artifact}' failed: "
                                     f"{report.get('error', 'no model written')}. Nothing was written")
@@ -158,9 +158,8 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
         if cfg.method == "int8-accuracy" or escalated:
             recipe["tuning"] = {**report["tuning"], **tuning_note}
         if cfg.method == "int8":
-            recipe["bound_check"] = {**(report.get("check") or {}), **tuning_note, "max_drop": cfg.max_accuracy_drop}
-            if escalated:
-                recipe["bound_check"] = {**escalated, **tuning_note, "max_drop": cfg.max_accuracy_drop}
+            recipe["bound_check"] = {**(escalated or report.get("check") or {}), **tuning_note,
+                                     "max_drop": cfg.max_accuracy_drop}
         with staging_dir(cfg.out) as tmp:
             copy_side_files(parent, tmp)
             shutil.move(str(work / "model.onnx"), tmp / "model.onnx")

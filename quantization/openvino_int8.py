@@ -177,7 +177,7 @@ def _agreement_fn(task: str, name: str):
 
 def _weight_storage(validated, compressed, value, lowest: float):
     """(model to save, its storage, {storage: metric}): the int8-weight form when value(compressed) >= lowest,
-    else NNCF's validated FakeQuantize form when it alone holds (4x the weight bytes on disk, same CPU kernels),
+    else NNCF's validated FakeQuantize form when it alone holds (4x the weight bytes on disk, same speed measured),
     else the int8-weight form (the caller refuses it)."""
     values = {"int8 weights": value(compressed)}
     if values["int8 weights"] >= lowest - 1e-9:

@@ -6,6 +6,7 @@ The INT8 recipes enforce cfg.max_accuracy_drop through quantization.ort_accuracy
 fp32; QuantizationError and nothing written when no INT8 model meets it)."""
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -143,14 +144,12 @@ def dynamic(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, ca
     from onnxruntime.quantization import quantize_dynamic
 
     per_channel = cfg.per_channel or preset.per_channel
-    def make_build(src: Path):
-        def build(selected: list[str], path: Path) -> None:
-            quantize_dynamic(str(src), str(path), op_types_to_quantize=INT8_OPS, per_channel=per_channel,
-                             reduce_range=preset.reduce_range, weight_type=_qtype(preset.weight_type),
-                             nodes_to_quantize=selected, extra_options={"MatMulConstBOnly": True})
-        return build
+    def build(src: Path, selected: list[str], path: Path) -> None:
+        quantize_dynamic(str(src), str(path), op_types_to_quantize=INT8_OPS, per_channel=per_channel,
+                         reduce_range=preset.reduce_range, weight_type=_qtype(preset.weight_type),
+                         nodes_to_quantize=selected, extra_options={"MatMulConstBOnly": True})
 
-    accuracy = _controlled(parent, cfg, out, make_build,
+    accuracy = _controlled(parent, cfg, out, build,
                            f"dynamic INT8 ({preset.name}: weights {preset.weight_type}, reduce_range {preset.reduce_range})")
     return {"format": "onnx (QOperator, dynamic activations)", "activation_type": "QUInt8 (dynamic)",
             "weight_type": preset.weight_type, "reduce_range": preset.reduce_range, "per_channel": per_channel,
@@ -170,15 +169,15 @@ def _private_copy(parent: Artifact, out: Path) -> Path:
     return work / parent.model_path.name
 
 
-def _controlled(parent: Artifact, cfg: QuantizeConfig, out: Path, make_build, title: str) -> dict:
+def _controlled(parent: Artifact, cfg: QuantizeConfig, out: Path, build_from, title: str) -> dict:
     """Quantize every encoder node into `out`, then enforce cfg.max_accuracy_drop (quantization.ort_accuracy: may keep
-    sensitive encoder nodes fp32). make_build(private parent copy) -> build(nodes_to_quantize, path)."""
+    sensitive encoder nodes fp32). build_from(private parent copy, nodes_to_quantize, path) writes one model."""
     from .ort_accuracy import control
 
     nodes = encoder_nodes(parent.model_path)
     src = _private_copy(parent, out)
     try:
-        build = make_build(src)
+        build = functools.partial(build_from, src)
         with step(title):
             build(nodes, out)
         return control(parent, cfg, nodes, build, out)
@@ -204,19 +203,17 @@ def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, cal
         # In every trial, so accuracy control judges (and compensates for) the INT8 table of the model as shipped.
         tables = word_embedding_gathers(parent.model_path) if small_embeddings else []
 
-        def make_build(src: Path):
-            cache = src.parent / "calibration-ranges.json"  # calibrated once; every accuracy-control trial reuses it
+        def build(src: Path, selected: list[str], path: Path) -> None:
+            quantize_static(str(src), str(path), reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=INT8_OPS + (["Gather"] if tables else []),
+                            nodes_to_quantize=selected + tables,
+                            per_channel=per_channel, reduce_range=preset.reduce_range,
+                            activation_type=_qtype(preset.activation_type), weight_type=_qtype(preset.weight_type),
+                            calibrate_method=method, extra_options=extra,
+                            # calibrated once; every accuracy-control trial reuses it
+                            calibration_cache_path=str(src.parent / "calibration-ranges.json"))
 
-            def build(selected: list[str], path: Path) -> None:
-                quantize_static(str(src), str(path), reader, quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=INT8_OPS + (["Gather"] if tables else []),
-                                nodes_to_quantize=selected + tables,
-                                per_channel=per_channel, reduce_range=preset.reduce_range,
-                                activation_type=_qtype(preset.activation_type), weight_type=_qtype(preset.weight_type),
-                                calibrate_method=method, extra_options=extra, calibration_cache_path=str(cache))
-            return build
-
-        accuracy = _controlled(parent, cfg, out, make_build,
+        accuracy = _controlled(parent, cfg, out, build,
                                f"static QDQ INT8 ({preset.name}, {cfg.calibrate_method} on {len(texts)} tweets)")
         return accuracy, ({"int8": True, "nodes": tables, "format": "QDQ Gather: per-tensor INT8 table, dequantized "
                            "after the lookup"} if tables else None)

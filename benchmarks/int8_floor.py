@@ -31,7 +31,7 @@ class Candidate:
     kind: str  # reference | peer | project
     what: str  # how it was built and run
     run: Callable[[], object]
-    cls_pruned: bool = False  # skips the last layer's non-[CLS] rows (exporters/cls_pruning.py): fewer FLOPs run
+    cls_pruned: bool = False  # last layer computes the [CLS] row only (exporters/cls_pruning.py): fewer FLOPs run
     artifact: str | None = None  # key into ensure_artifacts() paths, for project candidates
     samples: list[float] = field(default_factory=list)
 
@@ -295,8 +295,8 @@ def render(report: dict) -> str:
                 f"the model's GEMM shapes): **{s['peak_gops']:.0f} GOPS** (1 thread: {s['peak_gops_1_thread']:.0f}). "
                 f"Floor: **{s['floor_ms']:.2f} ms**.", "",
                 "`% of floor` divides the floor (the full model's FLOPs at the peak) by the best latency. `-cls` "
-                "candidates skip the last layer's non-[CLS] rows, which the head never reads (same answers: parity "
-                "judges them), so they run fewer FLOPs; `% of peak` is their GEMM rate on the FLOPs they do run.", "",
+                "candidates compute only the [CLS] row of the last layer, the only row the head reads, with no K/V "
+                "projection of the tokens (same answers: parity judges them), so they run fewer FLOPs; `% of peak` is their GEMM rate on the FLOPs they do run.", "",
                 "| candidate | kind | best ms | median ms | % of floor (best) | GFLOP run | % of peak on them | "
                 "x eager fp32 | x plain nncf |", "|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(s["rows"], key=lambda r: r["best_ms"]):

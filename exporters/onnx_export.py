@@ -86,7 +86,8 @@ def export(cfg: ExportConfig) -> Manifest:
             from .cls_pruning import pruned_copy, saved_flops
 
             graph_model = pruned_copy(loaded.model, cfg.task)
-            pruning = {"last_layer": "[CLS] row only (Q, out_lin, LayerNorms, FFN); K/V on every token",
+            pruning = {"last_layer": "[CLS] row only (Q, out_lin, LayerNorms, FFN); attention reassociated, "
+                                     "no K/V projection of the tokens (exporters/cls_pruning.py)",
                        "saved_gflop_per_sequence_at_128": round(saved_flops(config, 128) / 1e9, 3),
                        "validated_against": "the unpruned PyTorch model"}
         with step(f"export ONNX (opset {cfg.opset}{', [CLS]-pruned last layer' if pruning else ''})"):

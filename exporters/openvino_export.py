@@ -57,6 +57,8 @@ def export_openvino(cfg: OpenVinoExportConfig) -> Manifest:
         raise BackendUnavailable("openvino", missing=missing, hint=entry.hint)
     import openvino as ov
 
+    from .openvino_attention import attention_record, explicit_attention
+
     art = onnx_parent(Path(cfg.src))
     with staging_dir(cfg.out) as tmp:
         with step("convert ONNX -> OpenVINO IR"):
@@ -65,12 +67,14 @@ def export_openvino(cfg: OpenVinoExportConfig) -> Manifest:
             except Exception as e:
                 raise ExportError(f"OpenVINO cannot convert '{art.model_path}' ({type(e).__name__}: {str(e)[:300]}). "
                                   f"Nothing was written.") from None
+            attention_blocks = explicit_attention(model)
             ov.save_model(model, str(tmp / MODEL_FILE), compress_to_fp16=False)
         copy_side_files(art, tmp)
         with step(f"validate IR ({cfg.precision}) against the ONNX graph"):
             validation = validate_ir(tmp / MODEL_FILE, art, cfg.precision, cfg.atol)
         recipe = {"format": "openvino-ir", "converter": "openvino.convert_model", "compress_to_fp16": False,
-                  "inference_precision_hint": HINTS[cfg.precision], "device": "CPU"}
+                  "inference_precision_hint": HINTS[cfg.precision], "device": "CPU",
+                  "attention": attention_record(attention_blocks)}
         manifest = derived_manifest(art, backend="openvino", precision=cfg.precision, model_file=MODEL_FILE,
                                     recipe=recipe, versions=library_versions(*VERSIONED))
         return finalize(tmp, replace(manifest, parity={"export_validation": validation}))

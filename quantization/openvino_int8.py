@@ -62,6 +62,7 @@ def quantize(cfg) -> Manifest:
     from nncf.openvino.quantization.backend_parameters import BackendParameters
     from openvino._offline_transformations import compress_quantize_weights_transformation
 
+    from exporters.openvino_attention import attention_record, explicit_attention
     from runtimes.tasks import load_tokenizer
 
     from .calibration import MAX_LENGTH, SOURCE, calibration_texts
@@ -71,6 +72,7 @@ def quantize(cfg) -> Manifest:
     except Exception as e:  # e.g. an ORT-optimized graph with com.microsoft fused ops
         raise QuantizationError(f"OpenVINO cannot read '{art.model_path}' ({type(e).__name__}: {str(e)[:300]}). "
                                 f"Fix: quantize the plain exported fp32 artifact (`distilbert-deploy export`)") from None
+    attention_blocks = explicit_attention(model)  # before NNCF, so its quantizers sit on the fused form
     if quantized := sorted({op.get_type_name() for op in model.get_ops()} & QUANTIZED_OPS):
         raise QuantizationError(f"'{cfg.artifact}' already holds quantized ops ({', '.join(quantized)}); "
                                 f"quantize its fp32 parent instead")
@@ -89,7 +91,7 @@ def quantize(cfg) -> Manifest:
                   ignored_scope=nncf.IgnoredScope(patterns=list(HEAD_PATTERNS + fp32_outliers), validate=False))
     recipe = {"format": "openvino-ir", "quantizer": "nncf", "method": cfg.method, "model_type": "TRANSFORMER",
               "fp32_head": list(HEAD_PATTERNS), "fp32_outlier_layers": list(fp32_outliers),
-              "compress_to_fp16": False, "device": "CPU",
+              "compress_to_fp16": False, "device": "CPU", "attention": attention_record(attention_blocks),
               "preset": target, "inference_precision_hint": TARGETS[target],
               "calibration": {"set": SOURCE, "size": len(texts), "max_length": MAX_LENGTH, "tokenizer": "artifact"}}
     if cfg.method == "int8":

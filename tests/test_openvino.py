@@ -39,6 +39,46 @@ def test_ir_fp32_matches_onnxruntime(tiny_artifacts, tiny_openvino, task):
                 assert np.max(np.abs(got[name] - want[name])) <= 1e-4, name
 
 
+@pytest.mark.parametrize("hint", ["f32", "bf16"])
+def test_attention_rewrite_keeps_answers_and_makes_the_plugin_transpose_keys_by_head_rows(tiny_artifacts, hint):
+    import collections
+
+    import openvino as ov
+
+    from exporters.openvino_attention import explicit_attention
+
+    src = str(tiny_artifacts["text-classification", "onnxruntime"] / "model.onnx")
+    as_converted, rewritten = ov.convert_model(src), ov.convert_model(src)
+    assert explicit_attention(rewritten) == 2  # one per layer of the tiny model
+    assert "ScaledDotProductAttention" not in {op.get_type_name() for op in rewritten.get_ops()}
+    batch, seq, head = 2, 24, 16  # seq != head size, so the two key layouts are told apart by shape
+
+    def compiled(model):
+        model = model.clone()
+        model.reshape({p.get_any_name(): [batch, seq] for p in model.inputs})
+        return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+
+    def key_transposes(c) -> collections.Counter:  # layouts the plugin transposes into, [B, H, ., .] only
+        ops = c.get_runtime_model().get_ops()
+        shapes = [op.get_output_partial_shape(0).to_shape() for op in ops
+                  if op.get_rt_info()["layerType"].astype(str) == "Transpose"]
+        return collections.Counter(tuple(s) for s in shapes if len(s) == 4 and s[1] == 2)
+
+    before, after = compiled(as_converted), compiled(rewritten)
+    assert key_transposes(before) == {(batch, 2, head, seq): 2}  # K^T, element by element
+    assert key_transposes(after) == {(batch, 2, seq, head): 2}  # whole head rows
+    ids = np.random.default_rng(3).integers(999, 30522, (batch, seq))
+    mask = np.ones_like(ids)
+    ids[1, 9:], mask[1, 9:] = 0, 0  # a padded row: the mask path is rewritten too
+    feed = {"input_ids": ids, "attention_mask": mask}
+    np.testing.assert_allclose(after(feed)[0], before(feed)[0], rtol=0, atol=1e-5 if hint == "f32" else 2e-2)
+
+
+def test_ir_records_the_attention_rewrite(tiny_openvino):
+    m = json.loads((tiny_openvino("feature-extraction", "fp32") / "manifest.json").read_text())
+    assert m["recipe"]["attention"]["rewritten_blocks"] == 2
+
+
 def test_throughput_hint_gives_the_same_answers(tiny_openvino):
     path = tiny_openvino("multiple-choice", "fp32")
     with load(path) as lat, load(path, hint="throughput") as thr:
@@ -123,6 +163,8 @@ def test_int8_runs(tiny_openvino):
     assert (m["backend"], m["precision"], m["recipe"]["quantizer"]) == ("openvino", "int8", "nncf")
     assert m["recipe"]["calibration"]["size"] == 32 and "train split" in m["recipe"]["calibration"]["set"]
     assert b"FakeQuantize" in (path / "model.xml").read_bytes()
+    assert m["recipe"]["attention"]["rewritten_blocks"] == 2 and b"ScaledDotProductAttention" not in (
+        path / "model.xml").read_bytes()  # NNCF quantized the rewritten form
     with load(path) as rt:
         assert rt.describe()["inference_precision"] == "f32"  # non-quantized ops stay f32, not the bf16 default
         out = rt.infer(next(feeds(False)))["logits"]

@@ -72,7 +72,9 @@ def quantize(cfg) -> Manifest:
     except Exception as e:  # e.g. an ORT-optimized graph with com.microsoft fused ops
         raise QuantizationError(f"OpenVINO cannot read '{art.model_path}' ({type(e).__name__}: {str(e)[:300]}). "
                                 f"Fix: quantize the plain exported fp32 artifact (`distilbert-deploy export`)") from None
-    attention_blocks = explicit_attention(model)  # before NNCF, so its quantizers sit on the fused form
+    attention = attention_record(explicit_attention(model))  # before NNCF, so its quantizers sit on the new form
+    if m.backend == "openvino" and not attention["rewritten_blocks"]:
+        attention = m.recipe.get("attention", attention)  # an IR parent was rewritten when it was exported
     if quantized := sorted({op.get_type_name() for op in model.get_ops()} & QUANTIZED_OPS):
         raise QuantizationError(f"'{cfg.artifact}' already holds quantized ops ({', '.join(quantized)}); "
                                 f"quantize its fp32 parent instead")
@@ -91,7 +93,7 @@ def quantize(cfg) -> Manifest:
                   ignored_scope=nncf.IgnoredScope(patterns=list(HEAD_PATTERNS + fp32_outliers), validate=False))
     recipe = {"format": "openvino-ir", "quantizer": "nncf", "method": cfg.method, "model_type": "TRANSFORMER",
               "fp32_head": list(HEAD_PATTERNS), "fp32_outlier_layers": list(fp32_outliers),
-              "compress_to_fp16": False, "device": "CPU", "attention": attention_record(attention_blocks),
+              "compress_to_fp16": False, "device": "CPU", "attention": attention,
               "preset": target, "inference_precision_hint": TARGETS[target],
               "calibration": {"set": SOURCE, "size": len(texts), "max_length": MAX_LENGTH, "tokenizer": "artifact"}}
     if cfg.method == "int8":

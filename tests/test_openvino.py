@@ -74,9 +74,13 @@ def test_attention_rewrite_keeps_answers_and_makes_the_plugin_transpose_keys_by_
     np.testing.assert_allclose(after(feed)[0], before(feed)[0], rtol=0, atol=1e-5 if hint == "f32" else 2e-2)
 
 
-def test_ir_records_the_attention_rewrite(tiny_openvino):
-    m = json.loads((tiny_openvino("feature-extraction", "fp32") / "manifest.json").read_text())
-    assert m["recipe"]["attention"]["rewritten_blocks"] == 2
+def test_ir_records_the_attention_rewrite_and_int8_of_the_ir_carries_it(tiny_openvino, tmp_path):
+    from quantization.openvino_int8 import quantize
+
+    ir = tiny_openvino("feature-extraction", "fp32")
+    assert json.loads((ir / "manifest.json").read_text())["recipe"]["attention"]["rewritten_blocks"] == 2
+    int8 = quantize(int8_config(ir, tmp_path / "int8"))  # nothing left to rewrite: the IR's record is kept
+    assert int8.recipe["attention"]["rewritten_blocks"] == 2
 
 
 def test_throughput_hint_gives_the_same_answers(tiny_openvino):

@@ -11,8 +11,11 @@ fastest OpenVINO candidate is profiled per layer (PERF_COUNT) so the report show
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import math
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -170,8 +173,6 @@ def measure(cands: list[Candidate], rounds: int, iters: int, warmup: int = 3) ->
 
 def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> dict:
     """Per-layer-type time of the best of `reps` runs, from OpenVINO's PERF_COUNT (static shape, latency)."""
-    import collections
-
     import openvino as ov
 
     from runtimes.artifact import load_artifact
@@ -208,10 +209,6 @@ GEMM_ROLES = ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2", "pre_classif
 def gemm_roles(compiled, info) -> list[dict]:
     """Time and FLOPs of the FullyConnected nodes per role (q_lin ... lin2), FLOPs from the compiled model's own
     shapes (2 x rows x K x N), so a [CLS]-pruned layer counts the rows it really runs."""
-    import collections
-    import math
-    import re
-
     ops = {op.get_friendly_name(): op for op in compiled.get_runtime_model().get_ops()}
     roles: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0, 0.0])
     for p in info:
@@ -296,7 +293,8 @@ def render(report: dict) -> str:
                 f"Floor: **{s['floor_ms']:.2f} ms**.", "",
                 "`% of floor` divides the floor (the full model's FLOPs at the peak) by the best latency. `-cls` "
                 "candidates compute only the [CLS] row of the last layer, the only row the head reads, with no K/V "
-                "projection of the tokens (same answers: parity judges them), so they run fewer FLOPs; `% of peak` is their GEMM rate on the FLOPs they do run.", "",
+                "projection of the tokens (same answers: parity judges them), so they run fewer FLOPs; `% of peak` "
+                "is their GEMM rate on the FLOPs they do run.", "",
                 "| candidate | kind | best ms | median ms | % of floor (best) | GFLOP run | % of peak on them | "
                 "x eager fp32 | x plain nncf |", "|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(s["rows"], key=lambda r: r["best_ms"]):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-KEY_ORDERS = ([0, 1, 3, 2], [0, 2, 3, 1])  # outer, inner transpose on SDPA's key input (their product: 0,2,1,3)
+# The transposes ov.convert_model puts on SDPA's key input, outer then inner; together they are (0,2,1,3).
+KEY_OUTER, KEY_INNER = [0, 1, 3, 2], [0, 2, 3, 1]
 
 
 def _order(node) -> list[int] | None:
@@ -32,7 +33,7 @@ def explicit_attention(model) -> int:
         if mask is not None and not mask.get_element_type().is_real():
             continue  # a boolean mask selects; only additive masks are rewritten
         outer = k.get_node()
-        if _order(outer) == KEY_ORDERS[0] and _order(inner := outer.input_value(0).get_node()) == KEY_ORDERS[1]:
+        if _order(outer) == KEY_OUTER and _order(inner := outer.input_value(0).get_node()) == KEY_INNER:
             k = ops.transpose(inner.input_value(0), ops.constant(np.array([0, 2, 1, 3], dtype=np.int64))).output(0)
         if sdpa.get_input_size() > 4:
             scale = sdpa.input_value(4)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .inc_worker import UNDECIDED, judged, score  # the one implementation of the metrics (inc venv too)
-from .ort_accuracy import _masked, _qa_pairs
+from .ort_accuracy import VALIDATION_OFFSET, VALIDATION_SIZE, _masked, _qa_pairs
 
 METRICS = {  # task -> (metric name, what the manifest says it is)
     "text-classification": ("accuracy", "accuracy vs gold labels"),
@@ -56,8 +56,6 @@ UNLABELLED_ROWS = 100
 
 def validation_rows(task: str) -> int:
     """Eval rows: the labelled classifier uses as many as ORT accuracy control (ort_accuracy.VALIDATION_SIZE)."""
-    from .ort_accuracy import VALIDATION_SIZE
-
     return VALIDATION_SIZE.get(task, UNLABELLED_ROWS)
 
 
@@ -71,8 +69,6 @@ def validation_tweets(task: str, calibration_size: int) -> tuple[list, str]:
     ort_accuracy.VALIDATION_OFFSET (or after the calibration slice when it is longer), so they are disjoint from
     calibration, from the tweets the sentiment head was trained on, and from the held-out split parity judges."""
     from exporters.tweets import split
-
-    from .ort_accuracy import VALIDATION_OFFSET
 
     start = max(VALIDATION_OFFSET, calibration_size)
     tweets = split()[0][start:start + texts_needed(task, validation_rows(task))]

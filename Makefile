@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU by default: pins the local CPU torch build. GPU: TORCH_CONSTRAINTS=constraints/gpu.txt EXTRAS=export,ort-gpu,dev
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
-EXTRAS ?= export,ort,openvino,dev
+EXTRAS ?= export,ort,openvino,serve,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 # A second venv with transformers 4.57: the real question-answering pipeline (removed in transformers 5) that

@@ -111,6 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference precision hint (OpenVINO picks bf16 by itself on AVX512-BF16/AMX CPUs)")
     o.set_defaults(run=cmd_export_openvino)
 
+    s = sub.add_parser("serve", help="serve artifacts over OIP v2 REST (Triton/KServe clients) and a task endpoint",
+                       description="Serve verified artifacts: OIP v2 REST (/v2/...), the pipeline-style task endpoint "
+                                   "(/v1/models/NAME/predict) and Prometheus /metrics, with dynamic batching. "
+                                   "Exit 0 after a graceful drain (SIGTERM/SIGINT); 2 on a bad or refused artifact.")
+    s.add_argument("artifact", type=Path, nargs="*", help="artifact directories; each is a model named by its directory")
+    s.add_argument("--name", action="append", default=[], help="model name for each artifact, in order (repeatable)")
+    s.add_argument("--repository", type=Path, help="also serve every DIR/<model name>/ artifact (a model repository)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-batch-size", type=int, default=16, help="rows per batch (texts, QA windows, raw rows)")
+    s.add_argument("--max-queue-delay-ms", type=float, default=2.0,
+                   help="how long the oldest queued row waits for its batch to fill")
+    s.add_argument("--max-queue", type=int, default=256, help="rows queued per model; beyond it: 503 + Retry-After")
+    s.add_argument("--instances", type=int, default=1, help="runtime instances per model, one worker thread each")
+    s.add_argument("--threads", type=int, help="intra-op threads per instance (default: the backend's)")
+    s.add_argument("--timeout-s", type=float, default=30.0, help="a request's deadline; past it: 504")
+    s.add_argument("--drain-timeout-s", type=float, default=30.0, help="how long a drain may take on SIGTERM")
+    s.add_argument("--max-body-bytes", type=int, default=8 << 20, help="larger bodies get 413")
+    s.add_argument("--max-request-items", type=int, default=256, help="texts per request; more get 413")
+    s.add_argument("--api-key-env", metavar="VAR", help="require the key in this environment variable "
+                                                        "(Authorization: Bearer KEY); health stays open")
+    s.add_argument("--allow-unjudged", action="store_true",
+                   help="serve artifacts with no parity verdict (with a warning); failed ones are always refused")
+    s.set_defaults(run=cmd_serve)
+
     from benchmarks.bench.cli import add_parsers as add_bench_parsers  # `bench` (run/render/compare), `compare`
 
     add_bench_parsers(sub)
@@ -220,8 +245,27 @@ def cmd_demo(args) -> None:
     run(args.model, args.artifacts)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def cmd_serve(args) -> int:
+    import logging
+
+    import importlib.util
+
+    from runtimes.errors import BackendUnavailable
+
+    if missing := [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]:
+        raise BackendUnavailable("serve", missing=missing, hint="pip install 'distilbert-deploy[serve]' (in this repo: "
+                                                                 "make venv EXTRAS=...,serve)")
+    from runtimes.serving.config import ServeConfig
+    from runtimes.serving.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = ServeConfig(artifacts=tuple(args.artifact), names=tuple(args.name), repository=args.repository,
+                      host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                      max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, instances=args.instances,
+                      threads=args.threads, timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
+                      max_body_bytes=args.max_body_bytes, max_request_items=args.max_request_items,
+                      api_key_env=args.api_key_env, allow_unjudged=args.allow_unjudged)
+    return serve(cfg)
 
 
 def cmd_export_openvino(args) -> None:
@@ -232,3 +276,7 @@ def cmd_export_openvino(args) -> None:
     diffs = ", ".join(f"{k} {x:.2g}" for k, x in m.parity["export_validation"]["max_abs_diff"].items())
     print(f"wrote openvino {m.precision} artifact for {m.task} to {out} "
           f"(INFERENCE_PRECISION_HINT={m.recipe['inference_precision_hint']}); max abs diff vs ONNX: {diffs}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

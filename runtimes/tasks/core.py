@@ -8,14 +8,15 @@ from ..errors import ConfigError
 from ..heads import get_head
 from . import (classification, feature_extraction, fill_mask, multiple_choice, question_answering,
                token_classification)
+from .encoding import Job, infer
 
-RUNNERS = {
-    "feature-extraction": feature_extraction.run,
-    "fill-mask": fill_mask.run,
-    "text-classification": classification.run,
-    "token-classification": token_classification.run,
-    "question-answering": question_answering.run,
-    "multiple-choice": multiple_choice.run,
+PREPARERS = {
+    "feature-extraction": feature_extraction.prepare,
+    "fill-mask": fill_mask.prepare,
+    "text-classification": classification.prepare,
+    "token-classification": token_classification.prepare,
+    "question-answering": question_answering.prepare,
+    "multiple-choice": multiple_choice.prepare,
 }
 ON_OVERFLOW = ("truncate", "error")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
@@ -51,14 +52,19 @@ class TaskPipeline:
         self.labels = tuple(labels) if labels else None
         self.max_length, self.on_overflow, self.batch_size = max_length, on_overflow, batch_size
         self.problem_type = problem_type
-        self._run = RUNNERS[task]
-        self._options = tuple(inspect.signature(self._run).parameters)[2:]
+        self._prepare = PREPARERS[task]
+        self.options = tuple(inspect.signature(self._prepare).parameters)[2:]
 
     def __call__(self, inputs: Any = None, **kwargs) -> Any:
-        if unknown := sorted(set(kwargs) - set(self._options)):
+        job = self.prepare(inputs, **kwargs)
+        return job.finish(infer(self, job.rows, job.groups))
+
+    def prepare(self, inputs: Any = None, **kwargs) -> Job:
+        """Validate and tokenize: the rows to run and how to finish them, without running the model."""
+        if unknown := sorted(set(kwargs) - set(self.options)):
             raise ConfigError(f"{self.task} does not take {', '.join(unknown)}; it takes: "
-                              f"{', '.join(self._options) or 'no options'}")
-        return self._run(self, inputs, **kwargs)
+                              f"{', '.join(self.options) or 'no options'}")
+        return self._prepare(self, inputs, **kwargs)
 
     def __repr__(self) -> str:
         return (f"TaskPipeline(task={self.task!r}, runtime={type(self.runtime).__name__}, "

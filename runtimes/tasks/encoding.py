@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
 class TruncationWarning(UserWarning):
     """An input was longer than max_length tokens and was cut. Escalate with
     warnings.simplefilter('error', TruncationWarning) or use on_overflow='error'."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A prepared task call: the model rows to run, and how to turn their outputs into answers.
+    TaskPipeline runs the rows itself; the service hands them to its batcher instead."""
+
+    rows: list  # token ids per model row (multiple-choice: one list per choice)
+    finish: Callable[[list], Any]  # per-row outputs (input order) -> the pipeline's answer
+    groups: list | None = None  # rows of different groups never share a batch
+    truncated: tuple[int, ...] = ()  # inputs that were cut to max_length tokens
 
 
 def load_tokenizer(path: str | os.PathLike):
@@ -49,9 +61,10 @@ def check_text(text: Any, what: str) -> str:
     return text
 
 
-def encode(p: "TaskPipeline", texts: Sequence[str], pairs: Sequence[str | None] | None = None) -> list:
+def encode(p: "TaskPipeline", texts: Sequence[str], pairs: Sequence[str | None] | None = None,
+           cut: list | None = None) -> list:
     """One tokenizers.Encoding per text (or text pair). Inputs longer than p.max_length tokens are cut
-    to it with a TruncationWarning, or rejected when p.on_overflow == 'error'."""
+    to it with a TruncationWarning (their indices appended to `cut`), or rejected when p.on_overflow == 'error'."""
     encs = _tokenize(p.tokenizer, texts, pairs)
     long = [i for i, e in enumerate(encs) if len(e.ids) > p.max_length]
     if long:
@@ -62,6 +75,8 @@ def encode(p: "TaskPipeline", texts: Sequence[str], pairs: Sequence[str | None] 
                              f"{p.max_length} tokens")
         warnings.warn(f"{what}: truncated to {p.max_length} tokens. Pass on_overflow='error' to reject "
                       f"over-long inputs instead", TruncationWarning, stacklevel=4)
+        if cut is not None:
+            cut.extend(long)
         cut = _tokenize(p.tokenizer, [texts[i] for i in long], pairs and [pairs[i] for i in long],
                         truncation=True, max_length=p.max_length)
         for i, e in zip(long, cut):

@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from .encoding import as_batch, check_text, encode, infer, softmax
+from .encoding import Job, as_batch, check_text, encode, softmax
 
 
-def run(p, inputs, *, top_k: int = 5, targets: str | list[str] | None = None):
+def prepare(p, inputs, *, top_k: int = 5, targets: str | list[str] | None = None) -> Job:
     tok = p.tokenizer
     if tok.mask_token_id is None:
         raise ConfigError("the tokenizer defines no mask token, so fill-mask cannot run. Fix: use the tokenizer "
@@ -20,27 +20,32 @@ def run(p, inputs, *, top_k: int = 5, targets: str | list[str] | None = None):
     texts = [check_text(t, f"input #{i}") for i, t in enumerate(texts)]
     target_ids = None if targets is None else _target_ids(tok, targets)
     k = top_k if target_ids is None else min(top_k, len(target_ids))
-    encs = encode(p, texts)
+    cut: list[int] = []
+    encs = encode(p, texts, cut=cut)
     for i, e in enumerate(encs):
         if tok.mask_token_id not in e.ids:
             raise InputError(f"input #{i} has no {tok.mask_token} token (after truncation to {p.max_length} tokens); "
                              f"fill-mask predicts the masked token(s). Fix: put {tok.mask_token} where a word "
                              f"should be predicted")
-    answers = []
-    for e, out in zip(encs, infer(p, [e.ids for e in encs])):
-        ids = np.asarray(e.ids)
-        where = np.flatnonzero(ids == tok.mask_token_id)
-        probs = softmax(out["logits"][where])
-        if target_ids is not None:
-            probs = probs[:, target_ids]
-        one = len(where) == 1
-        rows = []
-        for pos, row in zip(where, probs):
-            rows.append([_candidate(tok, ids, pos, int(c if target_ids is None else target_ids[c]), row[c], one)
-                         for c in _top(row, k)])
-        answers.append(rows[0] if one else rows)
-    # the pipeline unwraps a list of one input
-    return answers[0] if single or len(answers) == 1 else answers
+
+    def finish(outs):
+        answers = [_answer(tok, e, out["logits"], target_ids, k) for e, out in zip(encs, outs)]
+        # the pipeline unwraps a list of one input
+        return answers[0] if single or len(answers) == 1 else answers
+
+    return Job([e.ids for e in encs], finish, truncated=tuple(cut))
+
+
+def _answer(tok, e, logits: np.ndarray, target_ids: list[int] | None, k: int):
+    ids = np.asarray(e.ids)
+    where = np.flatnonzero(ids == tok.mask_token_id)
+    probs = softmax(logits[where])
+    if target_ids is not None:
+        probs = probs[:, target_ids]
+    one = len(where) == 1
+    rows = [[_candidate(tok, ids, pos, int(c if target_ids is None else target_ids[c]), row[c], one)
+             for c in _top(row, k)] for pos, row in zip(where, probs)]
+    return rows[0] if one else rows
 
 
 def _top(row: np.ndarray, k: int) -> np.ndarray:

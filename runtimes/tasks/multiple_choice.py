@@ -4,10 +4,10 @@ is trained; a batch holds prompts with the same number of choices."""
 from __future__ import annotations
 
 from ..errors import InputError
-from .encoding import as_batch, check_text, encode, infer, softmax
+from .encoding import Job, as_batch, check_text, encode, softmax
 
 
-def run(p, inputs):
+def prepare(p, inputs) -> Job:
     items, single = as_batch(inputs)
     prompts, choices = [], []
     for i, x in enumerate(items):
@@ -17,13 +17,19 @@ def run(p, inputs):
                              f"got {x!r}")
         prompts.append(check_text(x["prompt"], f"input #{i} 'prompt'"))
         choices.append([check_text(c, f"input #{i} choice #{j}") for j, c in enumerate(x["choices"])])
-    flat = encode(p, [q for q, cs in zip(prompts, choices) for _ in cs], [c for cs in choices for c in cs])
-    rows, at = [], 0
-    for cs in choices:
+    cut: list[int] = []
+    flat = encode(p, [q for q, cs in zip(prompts, choices) for _ in cs], [c for cs in choices for c in cs], cut=cut)
+    rows, owner, at = [], [], 0
+    for i, cs in enumerate(choices):
         rows.append([e.ids for e in flat[at:at + len(cs)]])
+        owner += [i] * len(cs)
         at += len(cs)
-    answers = []
-    for cs, out in zip(choices, infer(p, rows, groups=[len(cs) for cs in choices])):
-        scores = softmax(out["logits"][:len(cs)])
-        answers.append({"choice": int(scores.argmax()), "scores": scores.tolist()})
-    return answers[0] if single else answers
+
+    def finish(outs):
+        answers = []
+        for cs, out in zip(choices, outs):
+            scores = softmax(out["logits"][:len(cs)])
+            answers.append({"choice": int(scores.argmax()), "scores": scores.tolist()})
+        return answers[0] if single else answers
+
+    return Job(rows, finish, groups=[len(cs) for cs in choices], truncated=tuple(sorted({owner[j] for j in cut})))

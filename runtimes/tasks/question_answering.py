@@ -8,12 +8,12 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from .encoding import TruncationWarning, as_batch, check_text, infer
+from .encoding import Job, TruncationWarning, as_batch, check_text
 
 
-def run(p, inputs=None, *, question=None, context=None, top_k: int = 1, doc_stride: int | None = None,
-        max_answer_len: int = 15, max_seq_len: int | None = None, max_question_len: int = 64,
-        handle_impossible_answer: bool = False, align_to_words: bool = True):
+def prepare(p, inputs=None, *, question=None, context=None, top_k: int = 1, doc_stride: int | None = None,
+            max_answer_len: int = 15, max_seq_len: int | None = None, max_question_len: int = 64,
+            handle_impossible_answer: bool = False, align_to_words: bool = True) -> Job:
     max_seq_len = min(384, p.max_length) if max_seq_len is None else max_seq_len
     doc_stride = min(max_seq_len // 2, 128) if doc_stride is None else doc_stride
     for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len), ("max_seq_len", max_seq_len),
@@ -26,19 +26,23 @@ def run(p, inputs=None, *, question=None, context=None, top_k: int = 1, doc_stri
     if not isinstance(doc_stride, int) or not 0 <= doc_stride < max_seq_len:
         raise ConfigError(f"doc_stride must be an integer in [0, max_seq_len={max_seq_len}); got {doc_stride!r}")
     questions, contexts, single = _examples(inputs, question, context)
-    questions = _cut_questions(p, questions, max_question_len, max_seq_len, doc_stride)
+    cut: list[int] = []
+    questions = _cut_questions(p, questions, max_question_len, max_seq_len, doc_stride, cut)
 
     tok = p.tokenizer
     enc = tok(questions, contexts, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
               return_overflowing_tokens=True, verbose=False)
     windows, owner = enc.encodings, enc["overflow_to_sample_mapping"]
-    outs = infer(p, [w.ids for w in windows])
-    per_example: list[list] = [[] for _ in questions]
-    for w, i, out in zip(windows, owner, outs):
-        per_example[i].append((w, out))
-    answers = [_answer(tok, contexts[i], spans, top_k, max_answer_len, handle_impossible_answer, align_to_words)
-               for i, spans in enumerate(per_example)]
-    return answers[0] if single or len(answers) == 1 else answers  # the pipeline unwraps a list of one
+
+    def finish(outs):
+        per_example: list[list] = [[] for _ in questions]
+        for w, i, out in zip(windows, owner, outs):
+            per_example[i].append((w, out))
+        answers = [_answer(tok, contexts[i], spans, top_k, max_answer_len, handle_impossible_answer, align_to_words)
+                   for i, spans in enumerate(per_example)]
+        return answers[0] if single or len(answers) == 1 else answers  # the pipeline unwraps a list of one
+
+    return Job([w.ids for w in windows], finish, truncated=tuple(cut))
 
 
 def _examples(inputs, question, context) -> tuple[list[str], list[str], bool]:
@@ -68,9 +72,10 @@ def _examples(inputs, question, context) -> tuple[list[str], list[str], bool]:
             [check_text(x["context"], f"input #{i} context") for i, x in enumerate(items)], single)
 
 
-def _cut_questions(p, questions: list[str], max_question_len: int, max_seq_len: int, doc_stride: int) -> list[str]:
-    """Questions over max_question_len tokens are cut (or rejected, on_overflow='error'); what is left of each
-    window must hold more than doc_stride context tokens."""
+def _cut_questions(p, questions: list[str], max_question_len: int, max_seq_len: int, doc_stride: int,
+                   cut: list) -> list[str]:
+    """Questions over max_question_len tokens are cut (or rejected, on_overflow='error'; their indices go to `cut`);
+    what is left of each window must hold more than doc_stride context tokens."""
     tok = p.tokenizer
     room = max_seq_len - tok.num_special_tokens_to_add(pair=True) - doc_stride
     out = []
@@ -82,6 +87,7 @@ def _cut_questions(p, questions: list[str], max_question_len: int, max_seq_len: 
                 raise InputError(f"{what}. Fix: shorten it, raise max_question_len, or use on_overflow='truncate'")
             warnings.warn(f"{what}: truncated to {max_question_len} tokens. Pass on_overflow='error' to reject "
                           f"over-long questions instead", TruncationWarning, stacklevel=4)
+            cut.append(i)
             q, n = q[:e.offsets[max_question_len - 1][1]], max_question_len
         if n >= room:
             raise InputError(f"question #{i} has {n} tokens; with max_seq_len={max_seq_len} and "

@@ -6,33 +6,42 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError
-from .encoding import as_batch, check_text, encode, infer, label_names, softmax
+from .encoding import Job, as_batch, check_text, encode, label_names, softmax
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
 
-def run(p, inputs, *, aggregation_strategy: str = "none", ignore_labels: list[str] | tuple[str, ...] = ("O",)):
+def prepare(p, inputs, *, aggregation_strategy: str = "none",
+            ignore_labels: list[str] | tuple[str, ...] = ("O",)) -> Job:
     strategy = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
     if strategy not in STRATEGIES:
         raise ConfigError(f"aggregation_strategy='{aggregation_strategy}' is not an option. Expected one of: "
                           f"{', '.join(STRATEGIES)}")
     texts, single = as_batch(inputs)
     texts = [check_text(t, f"input #{i}") for i, t in enumerate(texts)]
-    encs = encode(p, texts)
-    answers = []
-    for text, e, out in zip(texts, encs, infer(p, [e.ids for e in encs])):
-        scores = softmax(out["logits"][:len(e.ids)])
-        labels = label_names(p, scores.shape[-1])
-        tokens = _tokens(p.tokenizer, text, e, scores, strategy)
-        if strategy in ("none", "simple"):
-            entities = [_token_entity(t, labels) for t in tokens]
-        else:
-            entities = [_word_entity(p.tokenizer, w, labels, strategy) for w in _words(tokens)]
-        if strategy != "none":
-            entities = _group(p.tokenizer, entities)
-        key = "entity" if strategy == "none" else "entity_group"
-        answers.append([x for x in entities if x[key] not in ignore_labels])
-    return answers[0] if single else answers
+    cut: list[int] = []
+    encs = encode(p, texts, cut=cut)
+
+    def finish(outs):
+        answers = [_entities(p, text, e, out["logits"], strategy, ignore_labels)
+                   for text, e, out in zip(texts, encs, outs)]
+        return answers[0] if single else answers
+
+    return Job([e.ids for e in encs], finish, truncated=tuple(cut))
+
+
+def _entities(p, text: str, e, logits: np.ndarray, strategy: str, ignore_labels) -> list[dict]:
+    scores = softmax(logits[:len(e.ids)])
+    labels = label_names(p, scores.shape[-1])
+    tokens = _tokens(p.tokenizer, text, e, scores, strategy)
+    if strategy in ("none", "simple"):
+        entities = [_token_entity(t, labels) for t in tokens]
+    else:
+        entities = [_word_entity(p.tokenizer, w, labels, strategy) for w in _words(tokens)]
+    if strategy != "none":
+        entities = _group(p.tokenizer, entities)
+    key = "entity" if strategy == "none" else "entity_group"
+    return [x for x in entities if x[key] not in ignore_labels]
 
 
 def _tokens(tok, text: str, e, scores: np.ndarray, strategy: str) -> list[dict]:

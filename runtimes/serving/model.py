@@ -1,0 +1,309 @@
+"""One served model: an artifact loaded through the registry (checksums verified, parity verdict checked), its
+runtime instances behind a DynamicBatcher, and the translation between OIP tensors or pipeline inputs and the
+task layer's rows. No HTTP here."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import Artifact, load_artifact
+from ..base import RuntimeOptions
+from ..errors import ArtifactError, ConfigError, InputError, ParityError
+from ..heads import get_head
+from ..registry import runtime_class
+from .batcher import BatchObserver, DynamicBatcher, text_rows
+from .config import NAME, ServeConfig
+
+log = logging.getLogger("distilbert_deploy.serve")
+VERSION = "1"
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "torch": "pytorch_libtorch"}
+TYPES = {"int64": "INT64", "float32": "FP32"}
+# text inputs per task: (name, required)
+TEXT_INPUTS = {
+    "text-classification": (("text", True), ("text_pair", False)),
+    "question-answering": (("question", True), ("context", True)),
+    "multiple-choice": (("prompt", True), ("choices", True)),
+}
+SERVICE_PARAMETERS = ("binary_data_output", "timeout", "truncation")  # read by the service, not the task layer
+WARMUP_LENGTHS = (8, 16, 32, 64, 128, 256, 512)
+
+
+def verdict(artifact: Artifact) -> tuple[str, str]:
+    """('passed' | 'failed' | 'unjudged', why) from the manifest's parity record."""
+    m = artifact.manifest
+    suite = m.parity.get("suite")
+    if suite:
+        failed = [p for p, r in suite.get("runs", {}).items() if not r.get("passed")]
+        if suite.get("passed") and not failed:
+            return "passed", f"parity suite passed ({', '.join(suite.get('runs', {}))})"
+        return "failed", f"parity suite failed for precision {', '.join(failed) or '?'}"
+    v = m.parity.get("export_validation")
+    if m.precision == "fp32" and v:
+        return ("passed", "fp32 export validated against PyTorch") if v.get("passed") else \
+            ("failed", "its export validation failed")
+    return "unjudged", "no parity-suite verdict recorded"
+
+
+def model_dirs(cfg: ServeConfig) -> list[tuple[str, Path]]:
+    """(name, artifact dir) for every model the config names; names are unique and safe."""
+    pairs = [(n, Path(p)) for n, p in zip(cfg.names or [Path(p).name for p in cfg.artifacts], cfg.artifacts)]
+    if cfg.repository is not None:
+        repo = Path(cfg.repository)
+        if not repo.is_dir():
+            raise ConfigError(f"--repository '{repo}' is not a directory. Expected DIR/<model name>/manifest.json")
+        found = sorted(d for d in repo.iterdir() if (d / "manifest.json").is_file() and not d.name.startswith("."))
+        if not found:
+            raise ConfigError(f"--repository '{repo}' holds no artifact: expected DIR/<model name>/manifest.json")
+        pairs += [(d.name, d) for d in found]
+    seen: dict[str, Path] = {}
+    for name, path in pairs:
+        if not NAME.match(name):
+            raise ConfigError(f"model name '{name}' (from {path}) is not allowed: use letters, digits, '_', '.', '-'. "
+                              f"Fix: --name NAME")
+        if name in seen:
+            raise ConfigError(f"two models are named '{name}' ({seen[name]} and {path}). Fix: give each artifact a "
+                              f"--name")
+        seen[name] = path
+    return pairs
+
+
+class ServedModel:
+    def __init__(self, name: str, path: Path, cfg: ServeConfig):
+        """Cheap and strict: the manifest, every checksum, the parity verdict and the batch limit."""
+        self.name, self.cfg = name, cfg
+        self.artifact = load_artifact(path, verify=True)
+        m = self.manifest = self.artifact.manifest
+        self.head = get_head(m.task)
+        status, why = verdict(self.artifact)
+        if status == "failed":
+            raise ParityError(f"refusing to serve '{path}': {why}. Its answers are not trusted. Fix: rebuild it and "
+                              f"run `distilbert-deploy parity {path}` until it passes")
+        if status == "unjudged":
+            if not cfg.allow_unjudged:
+                raise ParityError(f"refusing to serve '{path}': {why}. Fix: run `distilbert-deploy parity {path}`, "
+                                  f"or pass --allow-unjudged to serve it anyway")
+            log.warning("serving '%s' unjudged (%s): run `distilbert-deploy parity %s`", name, why, path)
+        self.judged = why
+        prof = m.shape_profile
+        self.max_length = int(prof["max"]["sequence"])
+        self.max_rows = int(prof["max"]["batch"])
+        if cfg.max_batch_size > self.max_rows:
+            raise ConfigError(f"--max-batch-size {cfg.max_batch_size} is over what '{path}' accepts "
+                              f"({self.max_rows} rows, its shape profile). Fix: --max-batch-size {self.max_rows} or "
+                              f"less, or re-export with --max-batch {cfg.max_batch_size}")
+        self.text_inputs = TEXT_INPUTS.get(m.task, (("text", True),))
+        self.runtimes: list = []
+        self.batcher: DynamicBatcher | None = None
+        self.ready = False
+
+    # lifecycle
+    def load(self, observer: BatchObserver | None = None) -> None:
+        from ..tasks import TaskPipeline, load_tokenizer
+
+        options = RuntimeOptions(threads=self.cfg.threads)
+        cls = runtime_class(self.manifest.backend)
+        self.runtimes = [cls(self.artifact, options).load() for _ in range(self.cfg.instances)]
+        self.tokenizer = load_tokenizer(self.artifact.path)
+        self.vocab = len(self.tokenizer)
+        self.pipelines = {mode: TaskPipeline(self.runtimes[0], self.tokenizer, self.manifest.task, self.manifest.labels,
+                                             max_length=self.max_length, on_overflow=mode,
+                                             batch_size=self.cfg.max_batch_size)
+                          for mode in ("truncate", "error")}
+        axes = {o.name: (o.dims.index("sequence") - 1 if "sequence" in o.dims else None) for o in self.manifest.outputs}
+        if self.cfg.warmup:
+            self.warm_up()
+        self.batcher = DynamicBatcher([r.infer for r in self.runtimes], pad_id=self.tokenizer.pad_token_id or 0,
+                                      max_batch_size=self.cfg.max_batch_size,
+                                      max_queue_delay_s=self.cfg.max_queue_delay_ms / 1000,
+                                      max_queue=self.cfg.max_queue, sequence_axes=axes, observer=observer,
+                                      name=self.name)
+        self.ready = True
+
+    def warm_up(self) -> None:
+        """Every instance over the length buckets (one row each, and a full batch of short rows)."""
+        shapes = [(1, n) for n in WARMUP_LENGTHS if n <= self.max_length] + [(self.cfg.max_batch_size, 32)]
+        choices = (2,) if self.head.multiple_choice else ()
+        for rt in self.runtimes:
+            for b, n in shapes:
+                ids = np.full((b, *choices, n), 1000, dtype=np.int64)
+                rt.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+
+    def close(self) -> None:
+        self.ready = False
+        if self.batcher:
+            self.batcher.close()
+        for rt in self.runtimes:
+            rt.close()
+
+    # description
+    def metadata(self) -> dict:
+        return {"name": self.name, "versions": [VERSION], "platform": PLATFORMS.get(self.manifest.backend, "custom"),
+                "inputs": [_tensor_meta(t.name, TYPES[t.dtype], t.dims) for t in self.manifest.inputs],
+                "outputs": [_tensor_meta(t.name, TYPES[t.dtype], t.dims) for t in self.manifest.outputs],
+                "parameters": {"task": self.manifest.task, "precision": self.manifest.precision,
+                               "text_inputs": [n for n, _ in self.text_inputs], "parity": self.judged}}
+
+    def triton_config(self) -> dict:
+        """Triton's model configuration JSON (max_batch_size > 0: dims exclude the batch axis)."""
+        def dims(t):
+            return [d if isinstance(d, int) else -1 for d in t.dims[1:]]
+        text = [{"name": n, "data_type": "TYPE_STRING", "dims": [-1] if n == "choices" else [], "optional": True}
+                for n, _ in self.text_inputs]
+        return {"name": self.name, "platform": PLATFORMS.get(self.manifest.backend, "custom"),
+                "backend": self.manifest.backend, "max_batch_size": self.cfg.max_batch_size,
+                "input": [{"name": t.name, "data_type": "TYPE_" + TYPES[t.dtype], "dims": dims(t), "optional": True}
+                          for t in self.manifest.inputs] + text,
+                "output": [{"name": t.name, "data_type": "TYPE_" + TYPES[t.dtype], "dims": dims(t)}
+                           for t in self.manifest.outputs],
+                "dynamic_batching": {"max_queue_delay_microseconds": int(self.cfg.max_queue_delay_ms * 1000),
+                                     "default_queue_policy": {"max_queue_size": self.cfg.max_queue,
+                                                              "default_timeout_microseconds": int(
+                                                                  self.cfg.timeout_s * 1e6)}},
+                "instance_group": [{"count": self.cfg.instances, "kind": "KIND_CPU"}],
+                "version_policy": {"latest": {"num_versions": 1}},
+                "parameters": {"task": {"string_value": self.manifest.task}}}
+
+    # requests -> rows
+    def pipeline(self, truncation: bool):
+        return self.pipelines["truncate" if truncation else "error"]
+
+    def text_inputs_of(self, tensors: dict[str, np.ndarray]) -> list:
+        """OIP BYTES inputs -> the task layer's inputs, one per batch row."""
+        names = {n for n, _ in self.text_inputs}
+        if unknown := sorted(set(tensors) - names):
+            raise InputError(f"model '{self.name}' ({self.manifest.task}) has no input {unknown}. Expected raw tensors "
+                             f"{[t.name for t in self.manifest.inputs]} or text inputs {sorted(names)}")
+        if missing := [n for n, req in self.text_inputs if req and n not in tensors]:
+            raise InputError(f"model '{self.name}' ({self.manifest.task}) text request lacks {missing}; it takes "
+                             f"{[n for n, _ in self.text_inputs]} as BYTES")
+        cols = {}
+        for name, arr in tensors.items():
+            if arr.dtype != np.object_:
+                raise InputError(f"input '{name}' must be BYTES (UTF-8 text)")
+            want = 2 if name == "choices" else 1
+            if name != "choices" and arr.ndim == 2 and arr.shape[1] == 1:
+                arr = arr[:, 0]
+            if arr.ndim != want or arr.shape[0] == 0:
+                raise InputError(f"input '{name}' has shape {list(arr.shape)}; expected "
+                                 + ("[N, C] (N prompts, C choices each)" if want == 2 else "[N] or [N, 1]")
+                                 + " with N >= 1")
+            cols[name] = [_utf8(x, name, i) for i, x in enumerate(arr.reshape(arr.shape[0], -1).tolist())]
+        sizes = {n: len(c) for n, c in cols.items()}
+        if len(set(sizes.values())) != 1:
+            raise InputError(f"text inputs must have the same batch size; got {sizes}")
+        n = next(iter(sizes.values()))
+        task = self.manifest.task
+        if task == "question-answering":
+            return [{"question": q[0], "context": c[0]} for q, c in zip(cols["question"], cols["context"])]
+        if task == "multiple-choice":
+            return [{"prompt": p[0], "choices": cs} for p, cs in zip(cols["prompt"], cols["choices"])]
+        if "text_pair" in cols:
+            return [{"text": t[0], "text_pair": p[0]} for t, p in zip(cols["text"], cols["text_pair"])]
+        return [cols["text"][i][0] for i in range(n)]
+
+    def raw_rows(self, tensors: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """input_ids / attention_mask as the manifest declares them -> one (ids, mask) row per batch entry."""
+        specs = {t.name: t for t in self.manifest.inputs}
+        if set(tensors) != set(specs):
+            raise InputError(f"model '{self.name}' takes raw tensors {sorted(specs)} together; got {sorted(tensors)}")
+        shapes = {a.shape for a in tensors.values()}
+        for name, spec in specs.items():
+            a = tensors[name]
+            if a.dtype != np.dtype(spec.dtype):
+                raise InputError(f"input '{name}' is {_oip(a)}; expected {TYPES[spec.dtype]}")
+            if a.ndim != len(spec.dims):
+                raise InputError(f"input '{name}' has shape {list(a.shape)}; expected {len(spec.dims)} axes "
+                                 f"({', '.join(map(str, spec.dims))})")
+        if len(shapes) != 1:
+            raise InputError(f"input_ids and attention_mask must have one shape; got "
+                             f"{ {n: list(a.shape) for n, a in tensors.items()} }")
+        shape = shapes.pop()
+        prof = self.manifest.shape_profile
+        for axis, size in zip(specs["input_ids"].dims, shape):
+            lo, hi = prof["min"].get(axis, 1), prof["max"].get(axis)
+            if axis != "batch" and (size < lo or (hi is not None and size > hi)):
+                raise InputError(f"axis '{axis}' is {size}; this model accepts {lo}..{hi}")
+        if shape[0] == 0:
+            raise InputError("the batch axis is 0; send at least one row")
+        ids, mask = tensors["input_ids"], tensors["attention_mask"]
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab):
+            raise InputError(f"input_ids must lie in [0, {self.vocab}) (the tokenizer's vocabulary); got "
+                             f"{int(ids.min())}..{int(ids.max())}")
+        if not np.isin(mask, (0, 1)).all():
+            raise InputError("attention_mask must hold only 0 and 1")
+        return [(np.ascontiguousarray(ids[b]), np.ascontiguousarray(mask[b])) for b in range(shape[0])]
+
+    def rows_of(self, job) -> list[tuple[np.ndarray, np.ndarray]]:
+        return text_rows(job.rows, self.tokenizer.pad_token_id or 0)
+
+    def per_input(self, answers, n: int) -> list:
+        """The pipeline unwraps a batch of one for fill-mask and question-answering; undo that."""
+        if n == 1 and self.manifest.task in ("fill-mask", "question-answering"):
+            return [answers]
+        return answers
+
+    def text_outputs(self, answers: list) -> dict[str, np.ndarray]:
+        """Pipeline answers as OIP tensors: `answer` (JSON per input) for every task, typed ones where each
+        answer is one record (label/score; QA text/score/start/end; multiple-choice choice)."""
+        out = {"answer": np.array([json.dumps(a, ensure_ascii=False).encode() for a in answers], dtype=np.object_)}
+        if not all(isinstance(a, dict) for a in answers):
+            return out
+        task = self.manifest.task
+        if task == "text-classification":
+            out["label"] = np.array([a["label"].encode() for a in answers], dtype=np.object_)
+            out["score"] = np.array([a["score"] for a in answers], dtype=np.float32)
+        elif task == "question-answering":
+            out["answer_text"] = np.array([a["answer"].encode() for a in answers], dtype=np.object_)
+            out["score"] = np.array([a["score"] for a in answers], dtype=np.float32)
+            out["start"] = np.array([a["start"] for a in answers], dtype=np.int64)
+            out["end"] = np.array([a["end"] for a in answers], dtype=np.int64)
+        elif task == "multiple-choice":
+            out["choice"] = np.array([a["choice"] for a in answers], dtype=np.int64)
+        return out
+
+
+def _tensor_meta(name: str, datatype: str, dims) -> dict:
+    return {"name": name, "datatype": datatype, "shape": [d if isinstance(d, int) else -1 for d in dims]}
+
+
+def _oip(a: np.ndarray) -> str:
+    from .oip import datatype_of
+
+    try:
+        return datatype_of(a)
+    except TypeError:
+        return str(a.dtype)
+
+
+def _utf8(row: list, name: str, i: int) -> list[str]:
+    out = []
+    for x in row:
+        try:
+            out.append(x.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise InputError(f"input '{name}' element #{i} is not valid UTF-8 ({e.reason} at byte {e.start}). "
+                             f"Expected UTF-8 text") from None
+    return out
+
+
+def api_key(cfg: ServeConfig) -> str | None:
+    if cfg.api_key_env is None:
+        return None
+    key = os.environ.get(cfg.api_key_env, "")
+    if not key:
+        raise ConfigError(f"--api-key-env {cfg.api_key_env}: the variable is unset or empty. Fix: export "
+                          f"{cfg.api_key_env}=<secret>, or drop --api-key-env to serve without a key")
+    return key
+
+
+def load_models(cfg: ServeConfig) -> dict[str, ServedModel]:
+    """Every model checked (manifest, checksums, verdict) before any is loaded: one bad artifact stops the start."""
+    models = {name: ServedModel(name, path, cfg) for name, path in model_dirs(cfg)}
+    if not models:
+        raise ArtifactError("no model to serve")
+    return models

@@ -1,0 +1,86 @@
+"""Start, readiness and drain. The models are checked before the port is bound (a bad or failed-parity artifact
+stops the start with a clear error); they load and warm up in the background while /v2/health/live answers, and
+/v2/health/ready turns 200 only when every one is warm. On SIGTERM or SIGINT readiness turns false, new requests
+get 503, every accepted request is answered, then the process exits 0 (1 if the drain timed out)."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+import uvicorn
+
+from .app import ServiceState, create_app
+from .config import ServeConfig
+from .model import api_key, load_models
+
+log = logging.getLogger("distilbert_deploy.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a drain in front of its shutdown and no re-raised signal (so a drained exit is 0)."""
+
+    def __init__(self, config: uvicorn.Config, state: ServiceState, drain_timeout_s: float):
+        super().__init__(config)
+        self.state, self.drain_timeout_s = state, drain_timeout_s
+        self.drain_deadline: float | None = None
+        self.drain_timed_out = False
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if self.state.draining:  # a second signal: stop now
+            self.force_exit = self.should_exit = True
+            return
+        log.warning("%s: draining (%d request(s) in flight, up to %.0f s)", signal.Signals(sig).name,
+                    self.state.inflight, self.drain_timeout_s)
+        self.state.draining = True
+        self.drain_deadline = time.monotonic() + self.drain_timeout_s
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.state.draining and not self.should_exit:
+            if self.state.inflight == 0:
+                return True
+            if time.monotonic() > self.drain_deadline:
+                self.drain_timed_out = True
+                log.error("drain timed out with %d request(s) unanswered", self.state.inflight)
+                return True
+        return await super().on_tick(counter)
+
+
+def serve(cfg: ServeConfig, *, on_ready=None) -> int:
+    """Run the service until drained. Returns the exit code."""
+    models = load_models(cfg)  # manifests, checksums, parity verdicts: before any port is bound
+    state = ServiceState(cfg, models, api_key=api_key(cfg))
+    app = create_app(state)
+    config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=max(1, int(cfg.drain_timeout_s)), lifespan="off")
+    server = DrainingServer(config, state, cfg.drain_timeout_s)
+
+    def load() -> None:
+        try:
+            for name, model in models.items():
+                started = time.monotonic()
+                model.load(state.metrics.observer(name))
+                log.info("model '%s' ready: %s %s %s, %d instance(s), warmed in %.1f s (%s)", name,
+                            model.manifest.task, model.manifest.backend, model.manifest.precision,
+                            cfg.instances, time.monotonic() - started, model.judged)
+            while not server.started and not server.should_exit:
+                time.sleep(0.05)
+            log.info("ready: http://%s:%d (%s)", cfg.host, cfg.port, ", ".join(models))
+            if on_ready:
+                on_ready()
+        except BaseException as e:  # noqa: BLE001 - reported by serve() after the server stops
+            state.load_error = e
+            server.should_exit = True
+
+    loader = threading.Thread(target=load, name="model-loader", daemon=True)
+    loader.start()
+    try:
+        server.run()
+    finally:
+        loader.join(timeout=5)
+        for model in models.values():
+            model.close()
+    if state.load_error is not None:
+        raise state.load_error
+    return 1 if server.drain_timed_out else 0

@@ -144,3 +144,31 @@ MATRIX_ARGS ?=
 .PHONY: matrix
 matrix: $(STAMP) $(INC_STAMP)
 	$(BIN)/python -m benchmarks.artifact_matrix --model $(MODEL) --artifacts $(ARTIFACTS_DIR) --out reports/matrix $(MATRIX_ARGS)
+
+# The production service (runtimes/serving; README "Serve a model"). ARTIFACT: artifact dir(s) to serve (default: the
+# demo's text-classification artifact of MODEL, exported when missing). SERVE_ARGS: more flags, e.g. --port 8080
+# --max-batch-size 32 --instances 2 --api-key-env API_KEY (see `distilbert-deploy serve -h`). Binds 127.0.0.1:8000.
+SERVE_ARTIFACT := $(ARTIFACTS_DIR)/$(MODEL)/text-classification/onnxruntime-fp32
+ARTIFACT ?= $(SERVE_ARTIFACT)
+SERVE_ARGS ?=
+.PHONY: serve
+serve: $(STAMP)
+	@test "$(ARTIFACT)" != "$(SERVE_ARTIFACT)" || test -f $(SERVE_ARTIFACT)/manifest.json || \
+		$(BIN)/distilbert-deploy export --model $(MODEL) --task text-classification --out $(SERVE_ARTIFACT)
+	exec $(BIN)/distilbert-deploy serve $(ARTIFACT) $(SERVE_ARGS)
+
+# Service load benchmark (benchmarks/serve_bench; docs/serve-bench/README.md): headless locust on 127.0.0.1 drives
+# `distilbert-deploy serve` with held-out tweets at concurrency 1, 4, 16 and 64, batching on (--max-batch-size 16)
+# against off (--max-batch-size 1), with the in-process pipeline on the same texts as the ceiling, and judges the
+# issue's targets in that one run. Variables: MODEL, TASK (a text-classification artifact; default: the ONNX fp32
+# artifact of MODEL/TASK, exported first when missing), QUICK=1 (short steps, CI), SERVE_BENCH_OUT, SERVE_BENCH_ARGS
+# (more flags, see `python -m benchmarks.serve_bench run -h`). Writes $(SERVE_BENCH_OUT)/serve-bench.{json,md,png}.
+SERVE_BENCH_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+SERVE_BENCH_OUT ?= reports/serve-bench
+SERVE_BENCH_ARGS ?=
+SERVE_BENCH_CMD = make bench-serve MODEL=$(MODEL) TASK=$(TASK)$(if $(QUICK), QUICK=1)$(if $(filter command line,$(origin SERVE_BENCH_OUT)), SERVE_BENCH_OUT=$(SERVE_BENCH_OUT))$(if $(SERVE_BENCH_ARGS), SERVE_BENCH_ARGS="$(SERVE_BENCH_ARGS)")
+.PHONY: bench-serve
+bench-serve: $(STAMP)
+	@test -f $(SERVE_BENCH_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(SERVE_BENCH_SRC)
+	$(BIN)/python -m benchmarks.serve_bench run $(SERVE_BENCH_SRC) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) \
+		--cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from runtimes.registry import BACKENDS
+from tiny_tasks import runtime_of, tiny  # noqa: F401 (fixtures: scaled tiny models for the task and service tests)
 
 
 def _module(name: str, extra: str):

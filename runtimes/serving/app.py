@@ -14,6 +14,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConfigError, DeployError, InputError
 from .batcher import DeadlineExceeded, QueueFull
@@ -24,7 +25,7 @@ from .oip import HEADER, encode_response, parse_request
 
 log = logging.getLogger("distilbert_deploy.serve")
 SERVER_NAME = "distilbert-deploy"
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
 
 
@@ -70,6 +71,12 @@ def create_app(state: ServiceState) -> FastAPI:
     app = FastAPI(title=SERVER_NAME, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = state
     cfg, metrics = state.cfg, state.metrics
+
+    @app.exception_handler(StarletteHTTPException)
+    async def route_errors(request: Request, e: StarletteHTTPException):  # no such route / method: OIP error body
+        metrics.requests.labels("_unknown", "none", str(e.status_code)).inc()
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {e.detail}. See /v2 (OIP v2 REST) and "
+                                      f"/v1/models/NAME/predict"}, e.status_code, headers=getattr(e, "headers", None))
 
     def model_label(name: str | None) -> str:
         return name if name in state.models else "_unknown"  # URL text never becomes a label (cardinality)

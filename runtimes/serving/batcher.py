@@ -169,11 +169,13 @@ class DynamicBatcher:
             return []
         anchor = live[0]
         same = sorted((r for r in live if r.group == anchor.group), key=lambda r: r.length)
-        if len(same) > self.max_batch_size:
-            at = same.index(anchor)
-            starts = range(max(0, at - self.max_batch_size + 1), min(at, len(same) - self.max_batch_size) + 1)
-            s = min(starts, key=lambda i: same[i + self.max_batch_size - 1].length - same[i].length)
-            same = same[s:s + self.max_batch_size]
+        size = self.max_batch_size
+        if len(same) > size:
+            # the queued rows cut by length into batches, full ones from the longest down: take the anchor's
+            # (the shortest rows make the one part-full batch, filled up with the next lengths when it is taken)
+            at, part = same.index(anchor), len(same) % size
+            start = 0 if at < part else part + (at - part) // size * size
+            same = same[start:start + size]
         taken = set(map(id, same))
         self._pending = [r for r in live if id(r) not in taken]
         return same

@@ -1,0 +1,103 @@
+"""Command line: `python -m benchmarks.serve_bench {run,render}` (what `make bench-serve` runs).
+Exit codes: 0 ok (the targets are reported, met or not); 2 bad input, or the service could not be measured."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from runtimes.errors import DeployError
+
+from .config import ServeBenchConfig, quick
+
+
+def _ints(s: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{s}' is not a comma-separated list of integers") from None
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", type=Path, nargs="?",
+                   help="a text-classification artifact (default: artifacts/MODEL/text-classification/onnxruntime-fp32)")
+    p.add_argument("--model", default="default", help="for the default artifact path")
+    p.add_argument("--concurrency", type=_ints, help="closed-loop users per step (default 1,4,16,64)")
+    p.add_argument("--batch-size", type=int, help="--max-batch-size of the batching configuration (default 16)")
+    p.add_argument("--queue-delay-ms", type=float, help="--max-queue-delay-ms (default 2, the service's default)")
+    p.add_argument("--max-queue", type=int, help="--max-queue rows (default 256: above every step's concurrency)")
+    p.add_argument("--instances", type=int, help="--instances (default 1)")
+    p.add_argument("--threads", type=int, help="--threads, ORT intra-op threads per instance (default: the "
+                                               "backend's own)")
+    p.add_argument("--ceiling-threads", type=int, help="the in-process ceiling's threads (default: as --threads)")
+    p.add_argument("--warmup-s", type=float, help="seconds of warm-up per step (default 3)")
+    p.add_argument("--duration-s", type=float, help="measured seconds per step (default 15)")
+    p.add_argument("--max-requests", type=int, help="measured requests per step at most (default 20000)")
+    p.add_argument("--texts", type=int, help="held-out tweets to cycle through (default 2000: all)")
+    p.add_argument("--port", type=int, help="server port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--quick", action="store_true", help="short steps and few texts (CI smoke test)")
+    p.add_argument("--out", type=Path, default=Path("reports/serve-bench"))
+    p.add_argument("--name", default="serve-bench", help="writes OUT/NAME.{json,md,png}")
+    p.add_argument("--cmdline", help=argparse.SUPPRESS)  # the command recorded in the report (make sets it)
+
+
+def _command() -> str:
+    return shlex.join(["python", "-m", "benchmarks.serve_bench", *sys.argv[1:]])
+
+
+def config_from_args(a) -> ServeBenchConfig:
+    artifact = a.artifact or Path("artifacts") / a.model / "text-classification" / "onnxruntime-fp32"
+    over = {k: v for k, v in dict(concurrency=a.concurrency, batch_size=a.batch_size, queue_delay_ms=a.queue_delay_ms,
+                                  max_queue=a.max_queue, instances=a.instances, threads=a.threads,
+                                  ceiling_threads=a.ceiling_threads, warmup_s=a.warmup_s, duration_s=a.duration_s,
+                                  max_requests=a.max_requests, texts=a.texts, port=a.port).items() if v is not None}
+    cfg = ServeBenchConfig(artifact=artifact, out=a.out, name=a.name, command=a.cmdline or _command(),
+                           **({} if a.quick else over))
+    return quick(cfg, **over) if a.quick else cfg
+
+
+def cmd_run(a) -> int:
+    from .report import to_markdown, write_all
+    from .runner import run_serve_bench
+
+    cfg = config_from_args(a)
+    rep = run_serve_bench(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
+    d = rep.to_dict()
+    paths = write_all(d, cfg.out, cfg.name)
+    print(to_markdown(d))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_render(a) -> int:
+    from .report import render
+
+    paths = render(a.report, a.out)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.serve_bench", description=__doc__)
+    sub = p.add_subparsers(required=True, metavar="ACTION")
+    r = sub.add_parser("run", help="run the service load benchmark")
+    add_run_args(r)
+    r.set_defaults(run=cmd_run)
+    n = sub.add_parser("render", help="re-render REPORT.json's Markdown and PNG")
+    n.add_argument("report", type=Path)
+    n.add_argument("--out", type=Path, help="directory (default: beside the report)")
+    n.set_defaults(run=cmd_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,412 @@
+"""The service load report: typed, versioned JSON (dataclasses), the target judgement, and its renderings.
+Markdown and PNG are pure functions of the JSON dict, so any old report re-renders
+(`python -m benchmarks.serve_bench render REPORT.json`)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from runtimes.artifact import write_file_atomic
+from runtimes.errors import ConfigError
+
+SCHEMA_VERSION = 1
+BATCHING, NO_BATCHING = "batching", "no-batching"  # the two service configurations of a run
+# The issue's targets, judged in one run
+SPEEDUP_MIN = 2.0  # at concurrency >= SPEEDUP_FROM: batching throughput / no-batching throughput
+SPEEDUP_FROM = 16
+P50_SLACK_MS = 2.0  # at concurrency 1: service p50 <= in-process p50 + this
+CEILING_FRACTION = 0.70  # at concurrency CEILING_AT: service throughput >= this x the in-process ceiling
+CEILING_AT = 16
+
+
+class ReportError(ConfigError):
+    """A report file that cannot be read: missing, not JSON, another schema version, or malformed."""
+
+
+@dataclass(frozen=True)
+class Step:
+    concurrency: int  # closed-loop users
+    requests: int  # measured requests answered (ok or failed): started inside the measured window
+    errors: int  # failed requests in the whole step, warm-up included
+    warmup_requests: int
+    window_s: float  # the measured window: end of warm-up .. last answer
+    throughput_rps: float  # successful answers completed inside the window / window_s
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    budget_exhausted: bool  # the step stopped on its request budget, not its time
+    locust: dict = field(default_factory=dict)  # locust's own CSV row for the measured requests (cross-check)
+    server: dict = field(default_factory=dict)  # /metrics deltas over the step (warm-up included)
+    latencies_ms: tuple[float, ...] = ()  # every measured request, in start order
+
+
+@dataclass(frozen=True)
+class ServerRun:
+    label: str  # BATCHING or NO_BATCHING
+    max_batch_size: int
+    command: str  # the serve command line
+    ready_s: float  # start -> /v2/health/ready 200
+    exit_code: int | None  # after SIGTERM (None: it had to be killed)
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    when: str  # "before" or "after" the service runs
+    batch_size: int  # the pipeline's batch size (the service's max batch)
+    threads: int | None
+    throughput_texts_per_s: float  # the best of modes_texts_per_s
+    best_mode: str
+    modes_texts_per_s: dict  # chunks / one-by-one / sorted (ceiling.py): texts / total time of the timed calls
+    chunk_ms: tuple[float, ...]  # every timed call of batch_size texts in corpus order
+    sorted_pass_ms: tuple[float, ...]  # every timed call of all the texts at once
+    single_p50_ms: float  # one text per call
+    single_p90_ms: float
+    single_ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    text: str  # what the issue asks
+    measured: str  # the numbers it was judged on
+    met: bool | None  # None: not measured in this run (a step it needs was not run)
+
+
+@dataclass(frozen=True)
+class ServeBenchReport:
+    created: str
+    command: str
+    model: str
+    task: str
+    artifact: str
+    backend: str
+    precision: str
+    config: dict
+    method: dict
+    load: dict  # the load generator: tool, version, user class, texts
+    environment: dict
+    ceilings: tuple[Ceiling, ...]
+    runs: tuple[ServerRun, ...]
+    targets: tuple[Target, ...]
+    notes: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {"schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "report") -> "ServeBenchReport":
+        if not isinstance(d, dict):
+            raise ReportError(f"{where}: expected a JSON object, got {type(d).__name__}. Fix: pass a "
+                              f"serve-bench.json written by `make bench-serve`")
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ReportError(f"{where}: schema version {d.get('schema_version')!r} is not supported (this code reads "
+                              f"version {SCHEMA_VERSION}). Fix: pass a report written by this version, or re-run "
+                              f"`make bench-serve`")
+        try:
+            ceilings = tuple(Ceiling(**{**c, **{k: tuple(c[k]) for k in ("chunk_ms", "sorted_pass_ms", "single_ms")}})
+                             for c in d["ceilings"])
+            runs = tuple(ServerRun(**{**r, "steps": tuple(Step(**{**s, "latencies_ms": tuple(s["latencies_ms"])})
+                                                          for s in r["steps"])}) for r in d["runs"])
+            targets = tuple(Target(**t) for t in d["targets"])
+            known = {f.name for f in fields(cls)}
+            rest = {k: v for k, v in d.items() if k in known and k not in ("ceilings", "runs", "targets", "notes")}
+            return cls(**{**rest, "ceilings": ceilings, "runs": runs, "targets": targets,
+                          "notes": tuple(d.get("notes", ()))})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ReportError(f"{where}: malformed service benchmark report ({type(e).__name__}: {e}). Fix: pass a "
+                              f"serve-bench.json written by `make bench-serve`, or re-run it") from None
+
+
+def load_report(path: str | os.PathLike) -> ServeBenchReport:
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"report '{path}' does not exist. Fix: run `make bench-serve` (writes "
+                          f"reports/serve-bench/serve-bench.json) or pass the path of one")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReportError(f"report '{path}' is not valid JSON ({e}). It may be truncated. Fix: re-run "
+                          f"`make bench-serve`") from None
+    return ServeBenchReport.from_dict(data, where=str(path))
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomic(target, data)
+
+
+# ------------------------------------------------------------------------------------ the targets (pure)
+
+def _step(runs: list[dict], label: str, concurrency: int) -> dict | None:
+    for r in runs:
+        if r["label"] == label:
+            for s in r["steps"]:
+                if s["concurrency"] == concurrency:
+                    return s
+    return None
+
+
+def ceiling_figures(ceilings: list[dict]) -> tuple[float | None, float | None]:
+    """(ceiling throughput, in-process one-text p50), both taken the way that is hardest on the service: the
+    best throughput and the lowest p50 of the in-process runs."""
+    if not ceilings:
+        return None, None
+    return max(c["throughput_texts_per_s"] for c in ceilings), min(c["single_p50_ms"] for c in ceilings)
+
+
+def inprocess_batching_gain(ceilings: list[dict]) -> float | None:
+    """The most batching can gain on these texts with this runtime, measured in-process: the best `sorted`
+    throughput (every text sorted by length, then batched: least padding) over the best `one-by-one` one."""
+    srt = [c["modes_texts_per_s"].get("sorted") for c in ceilings]
+    one = [c["modes_texts_per_s"].get("one-by-one") for c in ceilings]
+    srt, one = [x for x in srt if x], [x for x in one if x]
+    return max(srt) / max(one) if srt and one else None
+
+
+def judge(runs: list[dict], ceilings: list[dict], max_queue: int) -> list[Target]:
+    """The issue's four targets, from the measured steps (dicts as in the JSON) of one run."""
+    ceiling, inproc_p50 = ceiling_figures(ceilings)
+    out = []
+    # 1. batching >= 2x no batching at every measured concurrency >= 16
+    pairs = sorted({s["concurrency"] for r in runs for s in r["steps"] if s["concurrency"] >= SPEEDUP_FROM})
+    parts, met = [], []
+    for c in pairs:
+        on, off = _step(runs, BATCHING, c), _step(runs, NO_BATCHING, c)
+        if on is None or off is None:
+            continue
+        x = on["throughput_rps"] / off["throughput_rps"] if off["throughput_rps"] > 0 else float("inf")
+        parts.append(f"c={c}: {on['throughput_rps']:.1f} / {off['throughput_rps']:.1f} req/s = {x:.2f}x")
+        met.append(x >= SPEEDUP_MIN)
+    gain = inprocess_batching_gain(ceilings)
+    if parts and gain is not None:
+        parts.append(f"in-process, the best batching of these texts (all sorted by length) gives {gain:.2f}x one "
+                     f"text per call")
+    out.append(Target("batching-speedup", f"at concurrency >= {SPEEDUP_FROM}, batching gives >= {SPEEDUP_MIN:g}x "
+                                          f"the throughput of `--max-batch-size 1`",
+                      "; ".join(parts) or "no step at concurrency >= 16 for both configurations",
+                      all(met) if met else None))
+    # 2. concurrency 1: service p50 <= in-process p50 + 2 ms
+    one = _step(runs, BATCHING, 1)
+    if one is None or inproc_p50 is None:
+        out.append(Target("latency-c1", f"at concurrency 1, service p50 <= in-process p50 + {P50_SLACK_MS:g} ms",
+                          "not measured (needs the batching run at concurrency 1 and the in-process run)", None))
+    else:
+        over = one["p50_ms"] - inproc_p50
+        out.append(Target("latency-c1", f"at concurrency 1, service p50 <= in-process p50 + {P50_SLACK_MS:g} ms",
+                          f"service p50 {one['p50_ms']:.2f} ms, in-process p50 {inproc_p50:.2f} ms: "
+                          f"{over:+.2f} ms", over <= P50_SLACK_MS))
+    # 3. concurrency 16: throughput >= 70% of the in-process ceiling
+    s16 = _step(runs, BATCHING, CEILING_AT)
+    if s16 is None or not ceiling:
+        out.append(Target("ceiling-c16", f"at concurrency {CEILING_AT}, throughput >= {CEILING_FRACTION:.0%} of the "
+                                         f"in-process ceiling", "not measured", None))
+    else:
+        frac = s16["throughput_rps"] / ceiling
+        out.append(Target("ceiling-c16", f"at concurrency {CEILING_AT}, throughput >= {CEILING_FRACTION:.0%} of the "
+                                         f"in-process ceiling",
+                          f"{s16['throughput_rps']:.1f} req/s of {ceiling:.1f} texts/s = {frac:.0%}",
+                          frac >= CEILING_FRACTION))
+    # 4. no errors below the queue limit (one row per request: every step with concurrency <= max_queue)
+    below = [(r["label"], s) for r in runs for s in r["steps"] if s["concurrency"] <= max_queue]
+    errs = [f"{label} c={s['concurrency']}: {s['errors']}" for label, s in below if s["errors"]]
+    out.append(Target("no-errors", f"0 errors below the queue limit ({max_queue} rows)",
+                      ("errors in " + "; ".join(errs)) if errs else
+                      f"0 errors in {len(below)} steps ({sum(s['requests'] + s['warmup_requests'] for _, s in below)}"
+                      f" requests)", (not errs) if below else None))
+    return out
+
+
+# ---------------------------------------------------------------- rendering (pure functions of the dict)
+
+def _f(x, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _ms(x) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def _verdict(met) -> str:
+    return {True: "**met**", False: "**not met**", None: "not measured"}[met]
+
+
+def to_markdown(d: dict) -> str:
+    env, cfg, m, load = d["environment"], d["config"], d["method"], d["load"]
+    cpu = env.get("cpu", {})
+    flags = ", ".join(f for f, on in cpu.get("flags", {}).items() if on) or "none of note"
+    git = env.get("git", {})
+    lib = env.get("libraries", {})
+    libs = ", ".join(f"{k} {v}" for k, v in lib.items() if k != "distilbert-deploy")
+    ceiling, inproc_p50 = ceiling_figures(d["ceilings"])
+    L = [f"# Service load benchmark: `{d['model']}` {d['task']} ({d['backend']} {d['precision']})", "",
+         f"Created {d['created']} by `{d['command']}`.", "",
+         f"- **Machine**: {cpu.get('model')}, {cpu.get('physical_cores')} cores / {cpu.get('logical_cpus')} threads "
+         f"({cpu.get('usable_cpus')} usable), flags: {flags}; load average at start {cpu.get('load_average_1_5_15')}"
+         f", at end {env.get('load_average_end')}. The load generator, the server's event loop and the runtime "
+         f"share these CPUs.",
+         f"- **Software**: Python {env.get('python')}, {libs}; git {str(git.get('sha'))[:12]}"
+         + (" (dirty)" if git.get("dirty") else ""),
+         f"- **Service**: `{m['serve_command']}` with `--max-batch-size {cfg['batch_size']}` (batching) or "
+         f"`--max-batch-size 1` (no batching); one server process at a time, stopped with SIGTERM.",
+         f"- **Load**: {load['tool']} {load['version']} headless, `{load['user_class']}`, closed loop (each user sends "
+         f"its next request when the answer is in, so concurrency = users); one text per request to "
+         f"`POST {load['endpoint']}`; {load['texts']} held-out tweets ({load['text_source']}), mean "
+         f"{load['mean_chars']:.0f} characters, cycled in order; 127.0.0.1 only.",
+         f"- **Steps**: {m['steps']}",
+         f"- **Figures**: {m['figures']}",
+         f"- **Ceiling**: {m['ceiling']}", ""]
+    L += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    for t in d["targets"]:
+        L.append(f"| {t['text']} | {t['measured']} | {_verdict(t['met'])} |")
+    L += ["", "## Results", "",
+          "| configuration | concurrency | requests | throughput req/s | of ceiling | p50 ms | p90 ms | p99 ms | "
+          "errors | mean batch (server) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["runs"]:
+        for s in r["steps"]:
+            frac = f"{s['throughput_rps'] / ceiling:.0%}" if ceiling else "–"
+            mb = s["server"].get("mean_batch_size")
+            L.append(f"| {r['label']} (max batch {r['max_batch_size']}) | {s['concurrency']} | {s['requests']} | "
+                     f"{_f(s['throughput_rps'])} | {frac} | {_ms(s['p50_ms'])} | {_ms(s['p90_ms'])} | "
+                     f"{_ms(s['p99_ms'])} | {s['errors']} | {_f(mb, 2)} |")
+    if ceiling:
+        L.append(f"| in-process ceiling | – | – | {_f(ceiling)} texts/s | "
+                 f"100% | {_ms(inproc_p50)} (one text) | – | – | – | – |")
+    on = {s["concurrency"]: s for r in d["runs"] if r["label"] == BATCHING for s in r["steps"]}
+    off = {s["concurrency"]: s for r in d["runs"] if r["label"] == NO_BATCHING for s in r["steps"]}
+    both = sorted(set(on) & set(off))
+    if both:
+        L += ["", "Batching on / off, throughput: " + ", ".join(
+            f"c={c}: {on[c]['throughput_rps'] / off[c]['throughput_rps']:.2f}x" if off[c]["throughput_rps"] else
+            f"c={c}: –" for c in both) + "."]
+    L += ["", "## In-process ceiling", "",
+          "Texts/s of the same pipeline in three ways: `chunks` (calls of the max batch of texts, in corpus order), "
+          "`one-by-one` (one text per call), `sorted` (all texts in one call: sorted by length, then batched); the "
+          "ceiling is the best of them.", "",
+          "| run | batch size | threads | chunks texts/s | one-by-one texts/s | sorted texts/s | ceiling | "
+          "one text p50 ms | one text p90 ms | calls (chunks / one text / sorted) |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in d["ceilings"]:
+        mo = c["modes_texts_per_s"]
+        L.append(f"| {c['when']} | {c['batch_size']} | {c['threads'] or 'default'} | {_f(mo.get('chunks'))} | "
+                 f"{_f(mo.get('one-by-one'))} | {_f(mo.get('sorted'))} | {_f(c['throughput_texts_per_s'])} "
+                 f"({c['best_mode']}) | {_ms(c['single_p50_ms'])} | {_ms(c['single_p90_ms'])} | "
+                 f"{len(c['chunk_ms'])} / {len(c['single_ms'])} / {len(c['sorted_pass_ms'])} |")
+    L += ["", "## Server side (from `/metrics`, whole step including warm-up)", "",
+          "| configuration | concurrency | batches | mean rows per batch | inference ms per batch | inference ms per "
+          "row | queue wait ms per row | padding | server time ms per request | CPU cores: server / load generator |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["runs"]:
+        for s in r["steps"]:
+            v = s["server"]
+            pad = f"{v['padding_fraction']:.0%}" if v.get("padding_fraction") is not None else "–"
+            per_row = (v["mean_inference_ms"] / v["mean_batch_size"] if v.get("mean_inference_ms") is not None
+                       and v.get("mean_batch_size") else None)
+            L.append(f"| {r['label']} | {s['concurrency']} | {v.get('batches', '–')} | {_f(v.get('mean_batch_size'), 2)}"
+                     f" | {_ms(v.get('mean_inference_ms'))} | {_ms(per_row)} | {_ms(v.get('mean_queue_wait_ms'))} | "
+                     f"{pad} | {_ms(v.get('mean_request_ms'))} | {_f(v.get('server_cpu_cores'), 2)} / "
+                     f"{_f(v.get('load_generator_cpu_cores'), 2)} |")
+    L += ["", "## Servers", "", "| configuration | command | ready after s | exit code after SIGTERM |",
+          "|---|---|---|---|"]
+    for r in d["runs"]:
+        L.append(f"| {r['label']} | `{r['command']}` | {_f(r['ready_s'])} | "
+                 f"{r['exit_code'] if r['exit_code'] is not None else 'killed'} |")
+    L += ["", "## Locust's own figures (cross-check; locust rounds latencies to whole ms, 2 significant digits "
+              "above 100 ms)", "",
+          "| configuration | concurrency | requests | failures | p50 ms | p90 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+    for r in d["runs"]:
+        for s in r["steps"]:
+            lc = s["locust"]
+            n = {k: "–" if lc.get(k) is None else f"{lc[k]:g}"
+                 for k in ("requests", "failures", "p50_ms", "p90_ms", "p99_ms")}
+            L.append(f"| {r['label']} | {s['concurrency']} | {n['requests']} | {n['failures']} | {n['p50_ms']} | "
+                     f"{n['p90_ms']} | {n['p99_ms']} |")
+    if d.get("notes"):
+        L += ["", "## Notes", ""] + [f"- {n}" for n in d["notes"]]
+    return "\n".join(L) + "\n"
+
+
+def plot(d: dict, path: Path) -> bool:
+    """Throughput vs concurrency (batching on and off, the ceiling as a line) and p50/p99 latency vs concurrency.
+    Returns False when matplotlib is missing (the JSON and Markdown are still written)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ceiling, inproc_p50 = ceiling_figures(d["ceilings"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
+    styles = {BATCHING: ("tab:blue", "o"), NO_BATCHING: ("tab:orange", "s")}
+    conc = sorted({s["concurrency"] for r in d["runs"] for s in r["steps"]})
+    for r in d["runs"]:
+        color, marker = styles.get(r["label"], ("tab:gray", "^"))
+        pts = sorted((s["concurrency"], s) for s in r["steps"])
+        xs = [c for c, _ in pts]
+        name = f"{r['label']} (max batch {r['max_batch_size']})"
+        ax1.plot(xs, [s["throughput_rps"] for _, s in pts], marker=marker, color=color, label=name)
+        ax2.plot(xs, [s["p50_ms"] for _, s in pts], marker=marker, color=color, label=f"{name} p50")
+        ax2.plot(xs, [s["p99_ms"] for _, s in pts], marker=marker, color=color, linestyle="--",
+                 label=f"{name} p99")
+    if ceiling:
+        ax1.axhline(ceiling, color="tab:green", linestyle=":", label=f"in-process ceiling ({ceiling:.0f} texts/s)")
+        ax1.axhline(ceiling * CEILING_FRACTION, color="tab:green", linestyle="-", alpha=0.3,
+                    label=f"{CEILING_FRACTION:.0%} of the ceiling (target at c={CEILING_AT})")
+    if inproc_p50:
+        ax2.axhline(inproc_p50, color="tab:green", linestyle=":", label=f"in-process p50, one text "
+                                                                         f"({inproc_p50:.2f} ms)")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        if conc:
+            ax.set_xticks(conc, [str(c) for c in conc])
+        ax.set_xlabel("concurrency (closed-loop users)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    ax1.set_ylim(bottom=0)
+    ax1.set_ylabel("throughput (answers/s)")
+    ax1.set_title("Throughput")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency, client side (ms)")
+    ax2.set_title("Latency p50 (solid) and p99 (dashed)")
+    fig.suptitle(f"{d['model']} {d['task']} served ({d['backend']} {d['precision']}) — "
+                 f"{d['environment'].get('cpu', {}).get('model', '')}, {d['created']}", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(Path(path), buf.getvalue())
+    return True
+
+
+def write_all(d: dict, out_dir: Path, name: str = "serve-bench") -> dict[str, Path]:
+    """JSON, Markdown and PNG, each written atomically (the Markdown is rendered before anything is written)."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
+    md = to_markdown(d)
+    write_atomic(paths["json"], (json.dumps(d, indent=1, ensure_ascii=False) + "\n").encode())
+    write_atomic(paths["md"], md.encode())
+    if not plot(d, paths["png"]):
+        paths.pop("png")
+    return paths
+
+
+def render(report_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
+    """Re-render a report's Markdown and PNG from its JSON (validated first)."""
+    d = load_report(report_path).to_dict()
+    out_dir = Path(out_dir) if out_dir else Path(report_path).parent
+    name = Path(report_path).stem
+    paths = {"md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
+    write_atomic(paths["md"], to_markdown(d).encode())
+    if not plot(d, paths["png"]):
+        paths.pop("png")
+    return paths

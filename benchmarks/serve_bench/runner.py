@@ -1,0 +1,421 @@
+"""One run: the in-process ceiling, then per service configuration (batching on, then off) one server subprocess
+started, waited for (/v2/health/ready), driven by one headless locust process per concurrency step, and stopped with
+SIGTERM; then the ceiling again. Figures come from the raw per-request samples the locustfile writes; locust's CSV
+and the server's /metrics are parsed and kept beside them."""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from runtimes.artifact import read_manifest
+from runtimes.errors import ConfigError, DeployError
+
+from .config import HOST, MODEL_NAME, ServeBenchConfig
+from .report import BATCHING, NO_BATCHING, Ceiling, ServeBenchReport, ServerRun, Step, judge
+
+REPO = Path(__file__).resolve().parents[2]
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PERCENTILE_METHOD = "linear"  # numpy's default, as benchmarks/bench
+
+
+class ServeBenchError(DeployError):
+    """The benchmark could not measure: the server did not start or become ready, or the load tool failed."""
+
+
+# ------------------------------------------------------------------------------------------ pure parsing
+
+def parse_locust_csv(path: str | os.PathLike, name: str = "predict") -> dict:
+    """Locust's requests CSV (the `--csv` PREFIX_stats.csv format) row for request `name`: requests, failures, median/avg/min/max ms, rps and the
+    p50/p90/p99 columns (whole ms as locust rounds them). {} when the file has no such row (no request was made)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ServeBenchError(f"locust wrote no stats file '{path}'. It failed before the test ran; its output is "
+                              f"in the step's log")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"Name", "Request Count", "Failure Count", "50%", "90%", "99%"} <= set(rows[0]):
+        raise ServeBenchError(f"'{path}' is not a locust stats CSV (columns {sorted(rows[0])}); expected Name, "
+                              f"Request Count, Failure Count, 50%, 90%, 99%")
+    row = next((r for r in rows if r["Name"] == name), None)
+    if row is None:
+        return {}
+
+    def num(key, kind=float):
+        v = row.get(key, "")
+        return None if v in ("", "N/A", None) else kind(float(v))
+
+    return {"requests": num("Request Count", int), "failures": num("Failure Count", int),
+            "median_ms": num("Median Response Time"), "mean_ms": num("Average Response Time"),
+            "min_ms": num("Min Response Time"), "max_ms": num("Max Response Time"),
+            "rps_since_start": num("Requests/s"), "p50_ms": num("50%"), "p90_ms": num("90%"), "p99_ms": num("99%")}
+
+
+_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text: str) -> list[tuple[str, dict, float]]:
+    """Prometheus text exposition -> (sample name, labels, value) for every sample line."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m:
+            out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+def metric(samples: list[tuple[str, dict, float]], name: str, **labels) -> float:
+    """The sum of every sample called `name` whose labels include `labels`."""
+    return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == x for k, x in labels.items()))
+
+
+SERVER_SERIES = {  # figure -> (sum sample, count sample, extra labels)
+    "batch": ("distilbert_deploy_batch_size_sum", "distilbert_deploy_batch_size_count", {}),
+    "inference": ("distilbert_deploy_inference_seconds_sum", "distilbert_deploy_inference_seconds_count", {}),
+    "wait": ("distilbert_deploy_queue_wait_seconds_sum", "distilbert_deploy_queue_wait_seconds_count", {}),
+    "tokens": ("distilbert_deploy_batch_tokens_sum", "distilbert_deploy_batch_tokens_count", {}),
+    "padding": ("distilbert_deploy_padding_tokens_sum", "distilbert_deploy_padding_tokens_count", {}),
+    "request": ("distilbert_deploy_request_seconds_sum", "distilbert_deploy_request_seconds_count",
+                {"endpoint": "predict"}),
+}
+
+
+def server_delta(before: list, after: list, model: str = MODEL_NAME) -> dict:
+    """What the server did between two /metrics scrapes: batches, mean rows per batch, inference ms per batch,
+    queue wait ms per row, padding share of the batch tokens, server time per request, errors by kind."""
+    d = {}
+    for key, (s, c, extra) in SERVER_SERIES.items():
+        d[key] = (metric(after, s, model=model, **extra) - metric(before, s, model=model, **extra),
+                  metric(after, c, model=model, **extra) - metric(before, c, model=model, **extra))
+    per = lambda k, scale=1.0: d[k][0] / d[k][1] * scale if d[k][1] else None
+    kinds = {lab.get("kind") for n, lab, _ in after if n == "distilbert_deploy_errors_total"}
+    errors = {k: int(metric(after, "distilbert_deploy_errors_total", model=model, kind=k)
+                     - metric(before, "distilbert_deploy_errors_total", model=model, kind=k)) for k in sorted(kinds)}
+    return {"batches": int(d["batch"][1]), "rows": int(d["batch"][0]), "mean_batch_size": per("batch"),
+            "mean_inference_ms": per("inference", 1e3), "mean_queue_wait_ms": per("wait", 1e3),
+            "padding_fraction": d["padding"][0] / d["tokens"][0] if d["tokens"][0] else None,
+            "mean_request_ms": per("request", 1e3), "requests": int(d["request"][1]),
+            "errors": {k: v for k, v in errors.items() if v}}
+
+
+def summarize_step(doc: dict, concurrency: int) -> dict:
+    """The step's figures from the locustfile's raw samples ({warm_end, stop, samples: [[start epoch s, latency
+    ms, ok, measured]]}): throughput = successful answers that completed inside the measured window (end of warm-up
+    .. last answer) / its length; percentiles (numpy linear) over the requests started in the window; errors =
+    failed requests of the whole step."""
+    s = np.asarray(doc["samples"], dtype=np.float64).reshape(-1, 4)
+    start, lat, ok, measured = s[:, 0], s[:, 1], s[:, 2] > 0, s[:, 3] > 0
+    end = start + lat / 1e3
+    warm_end = float(doc["warm_end"])
+    window_end = float(end.max()) if end.size else warm_end
+    window = window_end - warm_end
+    done = ok & (end >= warm_end) & (end <= window_end)
+    m = lat[measured]
+    if m.size == 0:
+        raise ServeBenchError(f"the step at concurrency {concurrency} has no measured request: the server answered "
+                              f"nothing after the warm-up. Check the step's log and the server log")
+    p50, p90, p99 = np.percentile(m, [50, 90, 99], method=PERCENTILE_METHOD)
+    return {"concurrency": concurrency, "requests": int(m.size), "errors": int((~ok).sum()),
+            "warmup_requests": int((~measured).sum()), "window_s": window,
+            "throughput_rps": float(done.sum() / window) if window > 0 else 0.0, "mean_ms": float(m.mean()),
+            "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "max_ms": float(m.max()),
+            "budget_exhausted": bool(doc.get("budget_exhausted", False)),
+            "latencies_ms": tuple(round(float(x), 3) for x in m)}
+
+
+# ------------------------------------------------------------------------------------------ the server
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def serve_args(cfg: ServeBenchConfig, max_batch_size: int, port: int) -> list[str]:
+    """The serve command line (without the executable)."""
+    args = ["serve", str(cfg.artifact), "--name", MODEL_NAME, "--host", HOST, "--port", str(port),
+            "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", f"{cfg.queue_delay_ms:g}",
+            "--max-queue", str(cfg.max_queue), "--instances", str(cfg.instances)]
+    if cfg.threads is not None:
+        args += ["--threads", str(cfg.threads)]
+    return args
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's waited-for children (each locust process, once it ended)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+class Server:
+    """`distilbert-deploy serve` as a subprocess on 127.0.0.1: started, ready, stopped with SIGTERM (killed only
+    when it does not exit in time). Use as a context manager so it never outlives the run."""
+
+    def __init__(self, cfg: ServeBenchConfig, max_batch_size: int, log_path: Path):
+        self.cfg, self.port = cfg, cfg.port or free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        exe = Path(sys.executable).with_name("distilbert-deploy")
+        head = [str(exe)] if exe.is_file() else [sys.executable, "-c",
+                                                "import sys; from distilbert_deploy.cli import main; sys.exit(main())"]
+        self.argv = head + serve_args(cfg, max_batch_size, self.port)
+        self.command = " ".join(["distilbert-deploy", *serve_args(cfg, max_batch_size, self.port)])
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.ready_s = None
+        self.exit_code: int | None = None
+
+    def __enter__(self) -> "Server":
+        self.log = open(self.log_path, "wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        started = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        try:
+            self._wait_ready(started)
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_s = time.monotonic() - started
+        return self
+
+    def _wait_ready(self, started: float) -> None:
+        deadline = started + self.cfg.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServeBenchError(f"the server exited with code {self.proc.returncode} before it was ready: "
+                                      f"`{self.command}`. Its log:\n{self.log_tail()}")
+            try:
+                if _http_get(self.url + "/v2/health/ready", timeout=2)[0] == 200:
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        raise ServeBenchError(f"the server was not ready after {self.cfg.ready_timeout_s:.0f} s: `{self.command}`. "
+                              f"Its log:\n{self.log_tail()}")
+
+    def metrics(self) -> list:
+        code, text = _http_get(self.url + "/metrics")
+        if code != 200:
+            raise ServeBenchError(f"GET {self.url}/metrics answered {code}: {text[:200]}")
+        return parse_prometheus(text)
+
+    def cpu_s(self) -> float | None:
+        return process_cpu_s(self.proc.pid) if self.proc is not None else None
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait for the drain; the exit code (None when it had to be killed)."""
+        if self.proc is None or self.exit_code is not None:
+            return self.exit_code
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(self.cfg.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.log.close()
+                return None
+        self.exit_code = self.proc.returncode
+        self.log.close()
+        return self.exit_code
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------------------------ the load
+
+def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path: Path, work: Path) -> Step:
+    """One locust process at `concurrency` closed-loop users, bounded in time (the locustfile's timer, locust's -t,
+    and a subprocess timeout) and in measured requests (cfg.max_requests)."""
+    stats_csv = work / f"c{concurrency}-stats.csv"
+    samples = work / f"c{concurrency}-samples.json"
+    env = {**os.environ, "SERVE_BENCH_TEXTS": str(texts_path), "SERVE_BENCH_MODEL": MODEL_NAME,
+           "SERVE_BENCH_WARMUP_S": repr(cfg.warmup_s), "SERVE_BENCH_DURATION_S": repr(cfg.duration_s),
+           "SERVE_BENCH_MAX_REQUESTS": str(cfg.max_requests), "SERVE_BENCH_SAMPLES": str(samples),
+           "SERVE_BENCH_STATS_CSV": str(stats_csv)}
+    limit = math.ceil(cfg.warmup_s + cfg.duration_s) + 10  # -t: a backstop behind the locustfile's own timer
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(concurrency),
+            "-r", str(concurrency), "-t", f"{limit}s", "--stop-timeout", "0",
+            "--host", server.url, "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"]
+    before = server.metrics()
+    cpu0, load0, wall0 = server.cpu_s(), children_cpu_s(), time.monotonic()
+    log_path = work / f"c{concurrency}-locust.log"
+    with open(log_path, "wb") as log:
+        try:
+            rc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
+                                timeout=cfg.step_timeout_s).returncode
+        except subprocess.TimeoutExpired:
+            raise ServeBenchError(f"locust at concurrency {concurrency} ran past {cfg.step_timeout_s:.0f} s and was "
+                                  f"killed; its log: {log_path}") from None
+    wall, cpu1, load1 = time.monotonic() - wall0, server.cpu_s(), children_cpu_s()
+    after = server.metrics()
+    if rc != 0 or not samples.is_file():
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+        raise ServeBenchError(f"locust at concurrency {concurrency} failed (exit {rc}; samples written: "
+                              f"{samples.is_file()}). Its log ({log_path}):\n{tail}")
+    fig = summarize_step(json.loads(samples.read_text()), concurrency)
+    delta = server_delta(before, after)
+    # CPU use over the locust process's life (its start-up included), in cores: who used the shared CPUs
+    delta["server_cpu_cores"] = (cpu1 - cpu0) / wall if cpu0 is not None and cpu1 is not None else None
+    delta["load_generator_cpu_cores"] = (load1 - load0) / wall
+    return Step(**fig, locust=parse_locust_csv(stats_csv), server=delta)
+
+
+def run_config(cfg: ServeBenchConfig, label: str, max_batch_size: int, texts_path: Path, work: Path,
+               log: Callable[[str], None]) -> ServerRun:
+    work.mkdir(parents=True, exist_ok=True)
+    with Server(cfg, max_batch_size, work / "server.log") as server:
+        log(f"{label}: server ready in {server.ready_s:.1f} s ({server.command})")
+        steps = []
+        for c in cfg.concurrency:
+            step = run_step(cfg, server, c, texts_path, work)
+            log(f"{label}: concurrency {c}: {step.throughput_rps:.1f} req/s, p50 {step.p50_ms:.2f} ms, p99 "
+                f"{step.p99_ms:.2f} ms, {step.errors} errors, mean batch {step.server.get('mean_batch_size') or 0:.2f}")
+            steps.append(step)
+        code = server.stop()
+    if code != 0:
+        log(f"{label}: the server exited with {code if code is not None else 'no code (killed)'} after SIGTERM")
+    return ServerRun(label, max_batch_size, server.command, server.ready_s, code, tuple(steps))
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+def heldout_texts(n: int) -> list[str]:
+    from exporters.tweets import split
+
+    heldout = split()[1]
+    if n > len(heldout):
+        raise ConfigError(f"texts={n} is more than the {len(heldout)} held-out tweets. Fix: --texts {len(heldout)} "
+                          f"or fewer")
+    return [t.text for t in heldout[:n]]
+
+
+def check_artifact(cfg: ServeBenchConfig):
+    m = read_manifest(cfg.artifact)  # ArtifactError with the fix when it is not an artifact
+    if m.task != "text-classification":
+        raise ConfigError(f"the service benchmark sends one tweet per request and checks a text-classification "
+                          f"answer; '{cfg.artifact}' is a {m.task} artifact. Fix: pass a text-classification "
+                          f"artifact, e.g. artifacts/default/text-classification/onnxruntime-fp32")
+    rows = int(m.shape_profile["max"]["batch"])
+    if cfg.batch_size > rows:
+        raise ConfigError(f"batch_size {cfg.batch_size} is over what '{cfg.artifact}' accepts ({rows} rows). Fix: "
+                          f"--batch-size {rows} or less")
+    return m
+
+
+def _modes(c: Ceiling) -> str:
+    return (", ".join(f"{k} {v:.1f}" for k, v in c.modes_texts_per_s.items()) + f" texts/s; one text p50 "
+            f"{c.single_p50_ms:.2f} ms")
+
+
+def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -> ServeBenchReport:
+    from benchmarks.bench import env as envmod
+
+    from .ceiling import measure_ceiling
+
+    m = check_artifact(cfg)
+    try:
+        import locust
+    except ImportError:
+        raise ServeBenchError("the load benchmark needs locust (the `dev` extra). Fix: make venv, or pip install "
+                              "'locust>=2.20'") from None
+
+    texts = heldout_texts(cfg.texts)
+    environment = envmod.capture(REPO)
+    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
+        work = Path(tmp)
+        texts_path = work / "texts.json"
+        texts_path.write_text(json.dumps(texts, ensure_ascii=False))
+        ceilings = [measure_ceiling(cfg, texts, "before")]
+        log(f"in-process ceiling: {_modes(ceilings[0])}")
+        runs = [run_config(cfg, BATCHING, cfg.batch_size, texts_path, work / BATCHING, log),
+                run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)]
+        ceilings.append(measure_ceiling(cfg, texts, "after"))
+        log(f"in-process ceiling again: {_modes(ceilings[1])}")
+    environment["load_average_end"] = envmod.cpu_info()["load_average_1_5_15"]
+    run_dicts = [asdict(r) for r in runs]
+    targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue)
+    notes = [f"{r.label}: the server exited with {r.exit_code if r.exit_code is not None else 'no code (killed)'} "
+             f"after SIGTERM (expected 0)" for r in runs if r.exit_code != 0]
+    notes += [f"{r.label} c={s.concurrency}: the step stopped on its request budget ({cfg.max_requests}) before "
+              f"its time" for r in runs for s in r.steps if s.budget_exhausted]
+    notes += [f"{r.label} c={s.concurrency}: errors by kind (server): {s.server['errors']}"
+              for r in runs for s in r.steps if s.server.get("errors")]
+    threads = f"--threads {cfg.threads}" if cfg.threads else "the backend's default intra-op threads"
+    cthreads = cfg.effective_ceiling_threads
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    return ServeBenchReport(
+        created=created, command=cfg.command, model=str(m.source.get("id") or m.source.get("name") or "?"),
+        task=m.task, artifact=str(cfg.artifact), backend=m.backend, precision=m.precision, config=config,
+        method={
+            "serve_command": " ".join(["distilbert-deploy", *serve_args(cfg, cfg.batch_size, 0)]).replace(
+                "--port 0", "--port PORT"),
+            "steps": f"concurrency {', '.join(map(str, cfg.concurrency))}, in that order, against one server per "
+                     f"configuration; each step is one locust process: {cfg.warmup_s:g} s warm-up, then "
+                     f"{cfg.duration_s:g} s measured, bounded at {cfg.max_requests} measured requests; {threads}, "
+                     f"{cfg.instances} instance(s), --max-queue-delay-ms {cfg.queue_delay_ms:g}, --max-queue "
+                     f"{cfg.max_queue} rows",
+            "figures": "client side, from every request's own timing (locust's perf_counter around the whole HTTP "
+                       "exchange): throughput = successful answers completed in the measured window (end of "
+                       "warm-up to the last answer) / its length; p50/p90/p99 over the requests started in the "
+                       f"window (numpy `{PERCENTILE_METHOD}`); errors = failed requests (HTTP status other than 200 "
+                       "or not a text-classification answer) over the whole step, warm-up included",
+            "ceiling": f"in-process `runtimes.pipeline.load_pipeline(artifact, RuntimeOptions(threads="
+                       f"{cthreads}), batch_size={cfg.batch_size})` on the same texts in this process, no server "
+                       f"running; the best throughput of three ways of calling it (calls of {cfg.batch_size} texts in "
+                       f"corpus order; one text per call; all texts in one call, which the pipeline sorts by length "
+                       f"before batching), and the one-text p50; at least {cfg.ceiling_min_time_s:g} s and "
+                       f"{cfg.ceiling_min_iters} calls each (one call for all texts at once), once before and once "
+                       f"after the service runs; the targets use the higher throughput and the lower p50 of the two",
+        },
+        load={"tool": "locust", "version": locust.__version__, "user_class": "FastHttpUser",
+              "endpoint": f"/v1/models/{MODEL_NAME}/predict", "texts": len(texts),
+              "text_source": "exporters.tweets.split()[1], the held-out split, in its order",
+              "mean_chars": float(np.mean([len(t) for t in texts]))},
+        environment=environment, ceilings=tuple(ceilings), runs=tuple(runs), targets=tuple(targets),
+        notes=tuple(notes))

@@ -1,0 +1,281 @@
+"""Service load benchmark (benchmarks/serve_bench): locust CSV and /metrics parsing, step figures from raw samples,
+the target judgement (hand-made inputs, known answers; no timing assertions), and the quick benchmark end to end on
+the tiny model (what `make bench-serve QUICK=1 MODEL=tiny` runs)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.serve_bench.config import ServeBenchConfig
+from benchmarks.serve_bench.report import (BATCHING, NO_BATCHING, ReportError, ServeBenchReport, judge, load_report,
+                                           to_markdown)
+from benchmarks.serve_bench.runner import (ServeBenchError, parse_locust_csv, parse_prometheus, server_delta,
+                                           summarize_step)
+from runtimes.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+CONCURRENCY = (1, 4, 16, 64)
+
+# ----------------------------------------------------------------------------------------------- locust CSV
+
+LOCUST_CSV = """\
+Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,\
+Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%
+POST,predict,1282,3,6,6.128,2.83,17.75,48.5,128.25,0.3,6,7,7,7,8,9,10,11,13,18,18
+POST,warmup,273,0,7,7.23,3.09,33.08,48.47,27.31,0.0,7,8,8,9,10,10,12,14,33,33,33
+,Aggregated,1555,3,6,6.32,2.83,33.08,48.5,155.57,0.3,6,7,7,8,8,9,10,11,19,33,33
+"""
+
+
+def test_parse_locust_csv_reads_the_named_row(tmp_path):
+    p = tmp_path / "stats.csv"
+    p.write_text(LOCUST_CSV)
+    row = parse_locust_csv(p)
+    assert row["requests"] == 1282 and row["failures"] == 3
+    assert (row["p50_ms"], row["p90_ms"], row["p99_ms"]) == (6, 8, 11)
+    assert row["mean_ms"] == pytest.approx(6.128) and row["max_ms"] == pytest.approx(17.75)
+    assert row["rps_since_start"] == pytest.approx(128.25)
+    warm = parse_locust_csv(p, "warmup")
+    assert warm["requests"] == 273 and warm["p99_ms"] == 14
+    assert parse_locust_csv(p, "nothing") == {}
+
+
+def test_parse_locust_csv_with_no_requests_has_no_percentiles(tmp_path):
+    p = tmp_path / "stats.csv"
+    header = LOCUST_CSV.splitlines()[0]
+    p.write_text(header + "\n,Aggregated,0,0,0,0,0,0,0,0,0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A\n")
+    assert parse_locust_csv(p) == {}
+    agg = parse_locust_csv(p, "Aggregated")
+    assert agg["requests"] == 0 and agg["p50_ms"] is None
+
+
+def test_parse_locust_csv_refuses_other_files(tmp_path):
+    with pytest.raises(ServeBenchError, match="no stats file"):
+        parse_locust_csv(tmp_path / "missing.csv")
+    p = tmp_path / "other.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(ServeBenchError, match="not a locust stats CSV"):
+        parse_locust_csv(p)
+
+
+# ----------------------------------------------------------------------------------------------- /metrics
+
+def _metrics(batches, rows, infer_s, wait_s, tokens, padding, requests, req_s, queue_full=0) -> str:
+    m = 'model="bench"'
+    return f"""# HELP distilbert_deploy_batch_size Rows per batch
+# TYPE distilbert_deploy_batch_size histogram
+distilbert_deploy_batch_size_bucket{{{m},le="1.0"}} 3.0
+distilbert_deploy_batch_size_count{{{m}}} {batches}
+distilbert_deploy_batch_size_sum{{{m}}} {rows}
+distilbert_deploy_inference_seconds_count{{{m}}} {batches}
+distilbert_deploy_inference_seconds_sum{{{m}}} {infer_s}
+distilbert_deploy_queue_wait_seconds_count{{{m}}} {rows}
+distilbert_deploy_queue_wait_seconds_sum{{{m}}} {wait_s}
+distilbert_deploy_batch_tokens_count{{{m}}} {batches}
+distilbert_deploy_batch_tokens_sum{{{m}}} {tokens}
+distilbert_deploy_padding_tokens_count{{{m}}} {batches}
+distilbert_deploy_padding_tokens_sum{{{m}}} {padding}
+distilbert_deploy_request_seconds_count{{endpoint="predict",{m}}} {requests}
+distilbert_deploy_request_seconds_sum{{endpoint="predict",{m}}} {req_s}
+distilbert_deploy_request_seconds_count{{endpoint="infer",{m}}} 1000
+distilbert_deploy_request_seconds_sum{{endpoint="infer",{m}}} 99.0
+distilbert_deploy_errors_total{{kind="queue_full",{m}}} {queue_full}
+distilbert_deploy_inflight_requests 0.0
+"""
+
+
+def test_server_delta_from_two_scrapes():
+    before = parse_prometheus(_metrics(10, 10, 0.05, 0.001, 300, 0, 10, 0.06))
+    after = parse_prometheus(_metrics(30, 90, 0.85, 4.001, 3300, 600, 90, 8.06, queue_full=2))
+    d = server_delta(before, after)
+    assert d["batches"] == 20 and d["rows"] == 80 and d["mean_batch_size"] == pytest.approx(4.0)
+    assert d["mean_inference_ms"] == pytest.approx(40.0)  # 0.8 s over 20 batches
+    assert d["mean_queue_wait_ms"] == pytest.approx(50.0)  # 4 s over 80 rows
+    assert d["padding_fraction"] == pytest.approx(0.2)  # 600 of 3000 tokens
+    assert d["requests"] == 80 and d["mean_request_ms"] == pytest.approx(100.0)  # the predict endpoint only
+    assert d["errors"] == {"queue_full": 2}
+
+
+def test_server_delta_with_nothing_done_has_no_means():
+    same = parse_prometheus(_metrics(5, 5, 0.1, 0.1, 50, 0, 5, 0.1))
+    d = server_delta(same, same)
+    assert d["batches"] == 0 and d["mean_batch_size"] is None and d["padding_fraction"] is None
+    assert d["errors"] == {}
+
+
+# ----------------------------------------------------------------------------------------------- step figures
+
+def test_summarize_step_from_raw_samples():
+    # warm-up ends at t=100 s. Warm-up: 3 requests (one failed); measured: 100 requests of 1..100 ms, each started
+    # at 100 + k/10 s, one of them failed. Throughput counts successful answers that ended inside the window
+    # [100, last end]; the last measured request starts at 109.9 s and takes 100 ms: the window is 10.0 s.
+    warm = [[99.0, 500.0, 1, 0], [99.5, 600.0, 0, 0], [99.99, 5.0, 1, 0]]  # ends 99.5, 100.1 (failed), 99.995
+    measured = [[100.0 + k / 10, float(k + 1), 0 if k == 0 else 1, 1] for k in range(100)]
+    doc = {"t0": 97.0, "warm_end": 100.0, "stop": 115.0, "budget_exhausted": False, "samples": warm + measured}
+    s = summarize_step(doc, 8)
+    assert s["concurrency"] == 8 and s["requests"] == 100 and s["warmup_requests"] == 3
+    assert s["errors"] == 2  # the whole step: one in the warm-up, one measured
+    assert s["window_s"] == pytest.approx(10.0)
+    assert s["throughput_rps"] == pytest.approx(99 / 10.0)  # 99 successful measured answers end in the window
+    # numpy 'linear' percentiles of 1..100 ms: 1 + 99 q
+    assert (s["p50_ms"], s["p90_ms"], s["p99_ms"]) == pytest.approx((50.5, 90.1, 99.01))
+    assert s["mean_ms"] == pytest.approx(50.5) and s["max_ms"] == 100.0
+    assert len(s["latencies_ms"]) == 100
+
+
+def test_summarize_step_without_measured_requests_is_an_error():
+    with pytest.raises(ServeBenchError, match="no measured request"):
+        summarize_step({"warm_end": 10.0, "samples": [[9.0, 5.0, 1, 0]]}, 4)
+
+
+# ----------------------------------------------------------------------------------------------- targets
+
+def _step(c, rps, p50=10.0, errors=0):
+    return {"concurrency": c, "throughput_rps": rps, "p50_ms": p50, "errors": errors, "requests": 100,
+            "warmup_requests": 10}
+
+
+def _ceiling(best, p50, one_by_one=100.0, sorted_=150.0):
+    return {"throughput_texts_per_s": best, "single_p50_ms": p50,
+            "modes_texts_per_s": {"chunks": 90.0, "one-by-one": one_by_one, "sorted": sorted_}}
+
+
+def _runs(on: dict, off: dict) -> list[dict]:
+    return [{"label": BATCHING, "steps": [_step(c, *v) for c, v in on.items()]},
+            {"label": NO_BATCHING, "steps": [_step(c, *v) for c, v in off.items()]}]
+
+
+def _by_id(targets):
+    return {t.id: t for t in targets}
+
+
+def test_judge_all_met_with_the_boundaries_counted_as_met():
+    # batching 2.0x exactly at c=16 and 3x at c=64; c=1 p50 exactly in-process + 2 ms; c=16 at exactly 70%
+    runs = _runs({1: (100.0, 7.0), 4: (150.0,), 16: (140.0,), 64: (150.0,)},
+                 {1: (100.0,), 4: (90.0,), 16: (70.0,), 64: (50.0,)})
+    t = _by_id(judge(runs, [_ceiling(200.0, 5.0), _ceiling(180.0, 5.5)], max_queue=256))
+    assert [x.met for x in t.values()] == [True, True, True, True]
+    assert "c=16: 140.0 / 70.0 req/s = 2.00x" in t["batching-speedup"].measured
+    assert "1.50x one text per call" in t["batching-speedup"].measured  # the in-process batching gain, 150/100
+    assert "+2.00 ms" in t["latency-c1"].measured  # 7.0 against the lower in-process p50, 5.0
+    assert "70%" in t["ceiling-c16"].measured  # 140 of the higher ceiling, 200
+
+
+def test_judge_not_met():
+    # c=64 batching only 1.5x (c=16 is 2.5x: every step >= 16 must pass); p50 2.01 ms over; c=16 at 69.5%;
+    # one error in the no-batching run
+    runs = _runs({1: (100.0, 7.01), 16: (139.0,), 64: (150.0,)},
+                 {1: (100.0,), 16: (55.6,), 64: (100.0, 10.0, 1)})
+    t = _by_id(judge(runs, [_ceiling(200.0, 5.0)], max_queue=256))
+    assert [x.met for x in t.values()] == [False, False, False, False]
+    assert "c=64: 150.0 / 100.0 req/s = 1.50x" in t["batching-speedup"].measured
+    assert "no-batching c=64: 1" in t["no-errors"].measured
+
+
+def test_judge_without_the_steps_it_needs_says_not_measured():
+    runs = _runs({4: (100.0,)}, {4: (50.0,)})
+    t = _by_id(judge(runs, [], max_queue=256))
+    assert t["batching-speedup"].met is None and t["latency-c1"].met is None and t["ceiling-c16"].met is None
+    assert t["no-errors"].met is True
+    # steps above the queue limit are not held to zero errors
+    t = _by_id(judge(_runs({64: (1.0, 1.0, 5)}, {}), [], max_queue=32))
+    assert t["no-errors"].met is None
+
+
+# ----------------------------------------------------------------------------------------------- config, report
+
+def test_config_refuses_a_queue_below_the_concurrency_and_batching_off_as_on():
+    with pytest.raises(ConfigError, match="below the largest concurrency"):
+        ServeBenchConfig(artifact=Path("a"), max_queue=32)
+    with pytest.raises(ConfigError, match=">= 2"):
+        ServeBenchConfig(artifact=Path("a"), batch_size=1)
+    with pytest.raises(ConfigError, match="positive integers"):
+        ServeBenchConfig(artifact=Path("a"), concurrency=(0, 4))
+
+
+def test_report_of_another_schema_is_refused(tmp_path):
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps({"schema_version": 999}))
+    with pytest.raises(ReportError, match="schema version 999"):
+        load_report(p)
+    p.write_text("{not json")
+    with pytest.raises(ReportError, match="not valid JSON"):
+        load_report(p)
+    with pytest.raises(ReportError, match="does not exist"):
+        load_report(tmp_path / "none.json")
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    for module in ("locust", "fastapi", "uvicorn", "prometheus_client"):
+        pytest.importorskip(module)
+    from exporters.onnx_export import ExportConfig, export
+
+    path = tmp_path_factory.mktemp("serve-bench") / "tiny-text-classification"
+    export(ExportConfig(model="tiny", task="text-classification", out=path))
+    return path
+
+
+def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(tiny_classifier), "--quick",
+                        "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    paths = {k: out / f"serve-bench.{k}" for k in ("json", "md", "png")}
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
+    d = json.loads(paths["json"].read_text())
+    rep = ServeBenchReport.from_dict(d)  # typed and versioned
+    assert json.loads(json.dumps(rep.to_dict())) == d
+    assert [r["label"] for r in d["runs"]] == [BATCHING, NO_BATCHING]
+    assert [r["max_batch_size"] for r in d["runs"]] == [16, 1]
+    for run in d["runs"]:
+        assert run["exit_code"] == 0, f"{run['label']}: the server did not exit 0 after SIGTERM"
+        assert [s["concurrency"] for s in run["steps"]] == list(CONCURRENCY)
+        for s in run["steps"]:
+            where = f"{run['label']} c={s['concurrency']}"
+            assert s["errors"] == 0, where
+            assert s["requests"] > 0 and s["throughput_rps"] > 0, where
+            assert s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= s["max_ms"], where
+            assert len(s["latencies_ms"]) == s["requests"], where
+            assert s["locust"]["requests"] == s["requests"] and s["locust"]["failures"] == 0, where
+            assert s["server"]["requests"] >= s["requests"] + s["warmup_requests"], where  # the server saw them all
+            if run["label"] == NO_BATCHING:
+                assert s["server"]["mean_batch_size"] == 1.0, where
+    assert [c["when"] for c in d["ceilings"]] == ["before", "after"]
+    for c in d["ceilings"]:
+        assert c["throughput_texts_per_s"] > 0 and c["single_p50_ms"] > 0
+        assert set(c["modes_texts_per_s"]) == {"chunks", "one-by-one", "sorted"}
+    targets = {t["id"]: t for t in d["targets"]}
+    assert set(targets) == {"batching-speedup", "latency-c1", "ceiling-c16", "no-errors"}
+    assert targets["no-errors"]["met"] is True
+    assert all(t["met"] in (True, False) for t in d["targets"])  # every target was measured
+    md = paths["md"].read_text()
+    assert md == to_markdown(d)
+    # re-rendering the JSON elsewhere reproduces the same Markdown (a pure function of the JSON)
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(paths["json"], again / "serve-bench.json")
+    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "render", str(again / "serve-bench.json")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (again / "serve-bench.md").read_text() == md
+    assert (again / "serve-bench.png").stat().st_size > 0
+
+
+def test_cli_refuses_a_non_classification_artifact_with_a_clear_error(tmp_path):
+    from exporters.onnx_export import ExportConfig, export
+
+    path = tmp_path / "fill-mask"
+    export(ExportConfig(model="tiny", task="fill-mask", out=path))
+    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(path), "--quick", "--out",
+                        str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "fill-mask artifact" in r.stderr and "text-classification" in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -123,9 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-batch-size", type=int, default=16, help="rows per batch (texts, QA windows, raw rows)")
     s.add_argument("--max-queue-delay-ms", type=float, default=2.0,
                    help="how long the oldest queued row waits for its batch to fill")
+    s.add_argument("--max-padding", type=float, default=0.1,
+                   help="padding a batch may add, as a fraction of its tokens (rows of other lengths wait for their "
+                        "own batch); 1 = any")
     s.add_argument("--max-queue", type=int, default=256, help="rows queued per model; beyond it: 503 + Retry-After")
     s.add_argument("--instances", type=int, default=1, help="runtime instances per model, one worker thread each")
     s.add_argument("--threads", type=int, help="intra-op threads per instance (default: the backend's)")
+    s.add_argument("--no-spin", dest="spin", action="store_const", const=False,
+                   help="onnxruntime: intra-op threads sleep between operators instead of spin-waiting (leaves the "
+                        "cores to the event loop under load; costs single-request latency)")
     s.add_argument("--timeout-s", type=float, default=30.0, help="a request's deadline; past it: 504")
     s.add_argument("--drain-timeout-s", type=float, default=30.0, help="how long a drain may take on SIGTERM")
     s.add_argument("--max-body-bytes", type=int, default=8 << 20, help="larger bodies get 413")
@@ -261,8 +267,9 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = ServeConfig(artifacts=tuple(args.artifact), names=tuple(args.name), repository=args.repository,
                       host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                      max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, instances=args.instances,
-                      threads=args.threads, timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
+                      max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_padding=args.max_padding,
+                      instances=args.instances,
+                      threads=args.threads, spin=args.spin, timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
                       max_body_bytes=args.max_body_bytes, max_request_items=args.max_request_items,
                       api_key_env=args.api_key_env, allow_unjudged=args.allow_unjudged)
     return serve(cfg)

@@ -34,6 +34,8 @@ class OrtRuntime(Runtime):
         so.log_severity_level = 3
         if self.options.threads:
             so.intra_op_num_threads = self.options.threads
+        if self.options.spin is not None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spin else "0")
         self.session = ort.InferenceSession(str(self.artifact.model_path), so, providers=list(wanted))
         got = self.session.get_providers()
         if dropped := [p for p in wanted if p not in got]:
@@ -49,7 +51,7 @@ class OrtRuntime(Runtime):
         import onnxruntime as ort
 
         return {"providers": self.session.get_providers() if self.loaded else list(self.requested_providers()),
-                "onnxruntime": ort.__version__, "threads": self.options.threads}
+                "onnxruntime": ort.__version__, "threads": self.options.threads, "spin": self.options.spin}
 
     def _close(self) -> None:
         del self.session

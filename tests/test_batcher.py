@@ -203,3 +203,28 @@ def test_bad_limits_are_config_errors():
         DynamicBatcher([Recorder()], pad_id=0, max_batch_size=8, max_queue_delay_s=0, max_queue=4, sequence_axes={})
     with pytest.raises(ConfigError, match="at least one model instance"):
         DynamicBatcher([], pad_id=0, max_batch_size=1, max_queue_delay_s=0, max_queue=4, sequence_axes={})
+
+
+def test_padding_budget_keeps_far_lengths_out_of_a_batch():
+    """max_padding 0.11: queued lengths 10, 30, 10, 12, 11 with the first 10 oldest -> its batch grows 10, 10, 11, 12
+    (pads 5 of 48 tokens, 10.4%); adding 30 would pad 77 of 150 tokens, so it runs alone. At 0.1 the 12 stays out."""
+    gate = threading.Event()
+    rec = Recorder(gate)
+    b = make(rec, max_batch_size=8, max_padding=0.11)
+    blocker = b.submit([row(99)])
+    assert rec.entered.wait(10)
+    futures = [b.submit([row(*([n] * n))]) for n in (10, 30, 10, 12, 11)]
+    gate.set()
+    assert [f.result(10)[0]["echo"].tolist() for f in futures] == [[n] * n for n in (10, 30, 10, 12, 11)]
+    blocker.result(10)
+    assert [f["input_ids"].shape for f in rec.feeds[1:]] == [(4, 12), (1, 30)]
+    b.close(10)
+    tight = Recorder(threading.Event())
+    b = make(tight, max_batch_size=8, max_padding=0.1)
+    blocker = b.submit([row(99)])
+    assert tight.entered.wait(10)
+    futures = [b.submit([row(*([n] * n))]) for n in (10, 30, 10, 12, 11)]
+    tight.gate.set()
+    [f.result(10) for f in futures + [blocker]]
+    assert [f["input_ids"].shape for f in tight.feeds[1:]] == [(3, 11), (1, 30), (1, 12)]
+    b.close(10)

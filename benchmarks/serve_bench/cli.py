@@ -30,6 +30,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instances", type=int, help="--instances (default 1)")
     p.add_argument("--threads", type=int, help="--threads, ORT intra-op threads per instance (default: the "
                                                "backend's own)")
+    p.add_argument("--no-spin", dest="spin", action="store_false", help="the service runs with --no-spin")
+    p.add_argument("--max-padding", type=float, help="--max-padding of the service (default: the service's own)")
     p.add_argument("--ceiling-threads", type=int, help="the in-process ceiling's threads (default: as --threads)")
     p.add_argument("--warmup-s", type=float, help="seconds of warm-up per step (default 3)")
     p.add_argument("--duration-s", type=float, help="measured seconds per step (default 15)")
@@ -50,6 +52,7 @@ def config_from_args(a) -> ServeBenchConfig:
     artifact = a.artifact or Path("artifacts") / a.model / "text-classification" / "onnxruntime-fp32"
     over = {k: v for k, v in dict(concurrency=a.concurrency, batch_size=a.batch_size, queue_delay_ms=a.queue_delay_ms,
                                   max_queue=a.max_queue, instances=a.instances, threads=a.threads,
+                                  max_padding=a.max_padding, spin=a.spin,
                                   ceiling_threads=a.ceiling_threads, warmup_s=a.warmup_s, duration_s=a.duration_s,
                                   max_requests=a.max_requests, texts=a.texts, port=a.port).items() if v is not None}
     cfg = ServeBenchConfig(artifact=artifact, out=a.out, name=a.name, command=a.cmdline or _command(),

@@ -18,6 +18,8 @@ class ServeBenchConfig:
     queue_delay_ms: float = 2.0  # --max-queue-delay-ms (the service's default)
     max_queue: int = 256  # --max-queue, rows: above the largest concurrency, so no step may see a 503
     instances: int = 1  # --instances
+    spin: bool = True  # False: the service runs with --no-spin
+    max_padding: float | None = None  # --max-padding of the batching configuration; None = the service's default
     threads: int | None = None  # --threads (ORT intra-op threads per instance); None = the backend's default
     # measurement, per step: warm-up, then the measured window; bounded in time and in requests
     warmup_s: float = 3.0

@@ -157,6 +157,10 @@ def serve_args(cfg: ServeBenchConfig, max_batch_size: int, port: int) -> list[st
             "--max-queue", str(cfg.max_queue), "--instances", str(cfg.instances)]
     if cfg.threads is not None:
         args += ["--threads", str(cfg.threads)]
+    if not cfg.spin:
+        args += ["--no-spin"]
+    if cfg.max_padding is not None:
+        args += ["--max-padding", f"{cfg.max_padding:g}"]
     return args
 
 

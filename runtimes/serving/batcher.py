@@ -65,15 +65,18 @@ class DynamicBatcher:
 
     def __init__(self, runners: Sequence[Callable[[dict], Mapping[str, np.ndarray]]], *, pad_id: int,
                  max_batch_size: int, max_queue_delay_s: float, max_queue: int,
-                 sequence_axes: Mapping[str, int | None], observer: BatchObserver | None = None, name: str = "model"):
+                 sequence_axes: Mapping[str, int | None], max_padding: float = 1.0,
+                 observer: BatchObserver | None = None, name: str = "model"):
         if not runners:
             raise ConfigError("the batcher needs at least one model instance")
-        if max_batch_size < 1 or max_queue < max_batch_size or max_queue_delay_s < 0:
-            raise ConfigError(f"batcher limits must satisfy 1 <= max_batch_size <= max_queue and a delay >= 0; got "
-                              f"max_batch_size={max_batch_size}, max_queue={max_queue}, delay={max_queue_delay_s}s")
+        if max_batch_size < 1 or max_queue < max_batch_size or max_queue_delay_s < 0 or max_padding < 0:
+            raise ConfigError(f"batcher limits must satisfy 1 <= max_batch_size <= max_queue, delay >= 0 and "
+                              f"max_padding >= 0; got max_batch_size={max_batch_size}, max_queue={max_queue}, "
+                              f"delay={max_queue_delay_s}s, max_padding={max_padding}")
         self.runners, self.pad_id, self.name = list(runners), pad_id, name
         self.max_batch_size, self.max_queue, self.delay = max_batch_size, max_queue, max_queue_delay_s
         self.sequence_axes = dict(sequence_axes)
+        self.max_padding = max_padding
         self.observer = observer
         self._pending: list[_Row] = []
         self._preparing = 0
@@ -168,7 +171,15 @@ class DynamicBatcher:
             self._pending = []
             return []
         anchor = live[0]
+        batch = self._choose(live, anchor)
+        taken = set(map(id, batch))
+        self._pending = [r for r in live if id(r) not in taken]
+        return batch
+
+    def _choose(self, live: list[_Row], anchor: _Row) -> list[_Row]:
         same = sorted((r for r in live if r.group == anchor.group), key=lambda r: r.length)
+        if self.max_padding < 1:
+            return self._within_padding(same, anchor)
         size = self.max_batch_size
         if len(same) > size:
             # the queued rows cut by length into batches, full ones from the longest down: take the anchor's
@@ -176,9 +187,25 @@ class DynamicBatcher:
             at, part = same.index(anchor), len(same) % size
             start = 0 if at < part else part + (at - part) // size * size
             same = same[start:start + size]
-        taken = set(map(id, same))
-        self._pending = [r for r in live if id(r) not in taken]
         return same
+
+    def _within_padding(self, rows: list[_Row], anchor: _Row) -> list[_Row]:
+        """Of length-sorted rows, up to max_batch_size grown outwards from the anchor, nearest length first, while the
+        padding the batch adds stays within max_padding of its tokens (padded tokens cost as much as real ones)."""
+        lo = hi = rows.index(anchor)
+        while hi - lo + 1 < self.max_batch_size:
+            best = None
+            for a, b in ((lo - 1, hi), (lo, hi + 1)):
+                if a < 0 or b >= len(rows):
+                    continue
+                tokens = (b - a + 1) * rows[b].length
+                pad = 1 - sum(r.length for r in rows[a:b + 1]) / tokens
+                if pad <= self.max_padding and (best is None or pad < best[0]):
+                    best = (pad, a, b)
+            if best is None:
+                break
+            _, lo, hi = best
+        return rows[lo:hi + 1]
 
     def _run(self, runner, batch: list[_Row]) -> None:
         longest = max(r.length for r in batch)

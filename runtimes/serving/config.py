@@ -20,8 +20,10 @@ class ServeConfig:
     max_batch_size: int = 16
     max_queue_delay_ms: float = 2.0
     max_queue: int = 256  # rows (texts, QA windows, raw batch rows) queued per model
+    max_padding: float = 0.1  # padding a batch may add, as a fraction of its tokens (1 = any)
     instances: int = 1
     threads: int | None = None  # intra-op threads per instance; None = the backend's default
+    spin: bool | None = None  # onnxruntime: False = threads sleep between operators (frees cores for the event loop)
     timeout_s: float = 30.0  # a request's deadline, from arrival
     drain_timeout_s: float = 30.0
     max_body_bytes: int = 8 << 20
@@ -49,6 +51,8 @@ class ServeConfig:
                               f"the queue has to hold one full batch")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1; got {self.threads}")
+        if not 0 <= self.max_padding <= 1:
+            raise ConfigError(f"max_padding is a fraction of a batch's tokens in [0, 1]; got {self.max_padding}")
         for key in ("max_queue_delay_ms",):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0; got {getattr(self, key)}")

@@ -104,7 +104,7 @@ class ServedModel:
     def load(self, observer: BatchObserver | None = None) -> None:
         from ..tasks import TaskPipeline, load_tokenizer
 
-        options = RuntimeOptions(threads=self.cfg.threads)
+        options = RuntimeOptions(threads=self.cfg.threads, spin=self.cfg.spin)
         cls = runtime_class(self.manifest.backend)
         self.runtimes = [cls(self.artifact, options).load() for _ in range(self.cfg.instances)]
         self.tokenizer = load_tokenizer(self.artifact.path)
@@ -119,7 +119,8 @@ class ServedModel:
         self.batcher = DynamicBatcher([r.infer for r in self.runtimes], pad_id=self.tokenizer.pad_token_id or 0,
                                       max_batch_size=self.cfg.max_batch_size,
                                       max_queue_delay_s=self.cfg.max_queue_delay_ms / 1000,
-                                      max_queue=self.cfg.max_queue, sequence_axes=axes, observer=observer,
+                                      max_queue=self.cfg.max_queue, sequence_axes=axes,
+                                      max_padding=self.cfg.max_padding, observer=observer,
                                       name=self.name)
         self.ready = True
 

@@ -3,6 +3,7 @@ the target judgement (hand-made inputs, known answers; no timing assertions), an
 the tiny model (what `make bench-serve QUICK=1 MODEL=tiny` runs)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from benchmarks.serve_bench.config import ServeBenchConfig
 from benchmarks.serve_bench.report import (BATCHING, NO_BATCHING, ReportError, ServeBenchReport, judge, load_report,
-                                           to_markdown)
+                                           paired_stats, to_markdown)
 from benchmarks.serve_bench.runner import (ServeBenchError, parse_locust_csv, parse_prometheus, server_delta,
                                            summarize_step)
 from runtimes.errors import ConfigError
@@ -101,6 +102,16 @@ def test_server_delta_from_two_scrapes():
     assert d["errors"] == {"queue_full": 2}
 
 
+def test_parse_prometheus_keeps_sample_names_labels_and_values():
+    text = ('# HELP x_total Errors\n# TYPE x_total counter\nx_total{kind="a \\"b\\"",model="m"} 3.0\n'
+            '# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_count 2\nh_sum 0.5\nplain 1e3\n')
+    assert parse_prometheus(text) == [("x_total", {"kind": 'a "b"', "model": "m"}, 3.0),
+                                      ("h_bucket", {"le": "+Inf"}, 2.0), ("h_count", {}, 2.0), ("h_sum", {}, 0.5),
+                                      ("plain", {}, 1000.0)]
+    with pytest.raises(ServeBenchError, match="not Prometheus text"):
+        parse_prometheus("x_total{kind=} nope\n")
+
+
 def test_server_delta_with_nothing_done_has_no_means():
     same = parse_prometheus(_metrics(5, 5, 0.1, 0.1, 50, 0, 5, 0.1))
     d = server_delta(same, same)
@@ -154,24 +165,77 @@ def _by_id(targets):
     return {t.id: t for t in targets}
 
 
+def _paired(service_p50, inproc_p50, pairs=100, errors=0, median_diff=None):
+    return {"configuration": BATCHING, "pairs": pairs, "requests": pairs + 20 + errors, "errors": errors,
+            "service_p50_ms": service_p50, "inprocess_p50_ms": inproc_p50, "p50_diff_ms": service_p50 - inproc_p50,
+            "median_diff_ms": service_p50 - inproc_p50 if median_diff is None else median_diff}
+
+
+# ----------------------------------------------------------------------------------------------- paired c=1 latency
+
+def test_paired_stats_by_hand():
+    # 5 pairs (in-process, service): (5, 6) (6, 7.5) (7, 10) (8, 9.5) (9, 14)
+    # in-process sorted 5 6 7 8 9: p50 = 7; p90 at rank 0.9 * 4 = 3.6: 8 + 0.6 * (9 - 8) = 8.6
+    # service sorted 6 7.5 9.5 10 14: p50 = 9.5; p90: 10 + 0.6 * (14 - 10) = 12.4
+    # per-pair differences 1 1.5 3 1.5 5 -> sorted 1 1.5 1.5 3 5: median 1.5; p50 difference 9.5 - 7 = 2.5
+    st = paired_stats([5, 6, 7, 8, 9], [6, 7.5, 10, 9.5, 14])
+    assert st["pairs"] == 5
+    assert (st["inprocess_p50_ms"], st["inprocess_p90_ms"]) == pytest.approx((7.0, 8.6))
+    assert (st["service_p50_ms"], st["service_p90_ms"]) == pytest.approx((9.5, 12.4))
+    assert st["median_diff_ms"] == pytest.approx(1.5) and st["p50_diff_ms"] == pytest.approx(2.5)
+    # 4 pairs: (4, 5) (6, 9) (5, 6) (7, 8). In-process sorted 4 5 6 7: p50 5.5, p90 at rank 2.7: 6.7;
+    # service sorted 5 6 8 9: p50 7, p90 8.7; differences 1 3 1 1: median 1; p50 difference 1.5
+    st = paired_stats([4, 6, 5, 7], [5, 9, 6, 8])
+    assert st["pairs"] == 4
+    assert (st["inprocess_p50_ms"], st["inprocess_p90_ms"]) == pytest.approx((5.5, 6.7))
+    assert (st["service_p50_ms"], st["service_p90_ms"]) == pytest.approx((7.0, 8.7))
+    assert st["median_diff_ms"] == pytest.approx(1.0) and st["p50_diff_ms"] == pytest.approx(1.5)
+    empty = paired_stats([], [])
+    assert empty["pairs"] == 0 and empty["p50_diff_ms"] is None and empty["service_p50_ms"] is None
+    with pytest.raises(ValueError, match="same length"):
+        paired_stats([1.0, 2.0], [1.0])
+
+
+def test_judge_c1_latency_on_the_paired_figures():
+    # the locust c=1 step's p50 (50 ms) is not what the target is judged on
+    runs = _runs({1: (100.0, 50.0)}, {1: (100.0,)})
+    ceilings = [_ceiling(200.0, 1.0)]
+    lat = lambda paired: _by_id(judge(runs, ceilings, max_queue=256, paired=paired))["latency-c1"]
+    at = lat(_paired(8.47, 6.47, median_diff=1.75))  # exactly + 2 ms: met
+    assert at.met is True
+    assert "side by side, interleaved" in at.measured and "100 pairs" in at.measured
+    assert "service p50 8.47 ms, in-process p50 6.47 ms: +2.00 ms" in at.measured
+    assert "median per-pair difference +1.75 ms" in at.measured
+    assert lat(_paired(6.0, 6.47)).met is True  # faster than in-process (noise): met
+    over = lat(_paired(8.48, 6.47))  # + 2.01 ms
+    assert over.met is False and "+2.01 ms" in over.measured
+    assert lat(None).met is None and lat(_paired(1.0, 1.0, pairs=0)).met is None
+    # failed paired requests count against the zero-error target
+    t = _by_id(judge(runs, ceilings, max_queue=256, paired=_paired(7.0, 6.0, errors=2)))
+    assert t["no-errors"].met is False and "paired c=1 measurement: 2" in t["no-errors"].measured
+    assert t["latency-c1"].met is True and "2 failed requests dropped" in t["latency-c1"].measured
+    t = _by_id(judge(runs, ceilings, max_queue=256, paired=_paired(7.0, 6.0)))
+    assert t["no-errors"].met is True and "paired c=1 measurement (120 requests)" in t["no-errors"].measured
+
+
 def test_judge_all_met_with_the_boundaries_counted_as_met():
-    # batching 2.0x exactly at c=16 and 3x at c=64; c=1 p50 exactly in-process + 2 ms; c=16 at exactly 70%
+    # batching 2.0x exactly at c=16 and 3x at c=64; paired c=1 p50 exactly in-process + 2 ms; c=16 at exactly 70%
     runs = _runs({1: (100.0, 7.0), 4: (150.0,), 16: (140.0,), 64: (150.0,)},
                  {1: (100.0,), 4: (90.0,), 16: (70.0,), 64: (50.0,)})
-    t = _by_id(judge(runs, [_ceiling(200.0, 5.0), _ceiling(180.0, 5.5)], max_queue=256))
+    t = _by_id(judge(runs, [_ceiling(200.0, 5.0), _ceiling(180.0, 5.5)], max_queue=256, paired=_paired(7.0, 5.0)))
     assert [x.met for x in t.values()] == [True, True, True, True]
     assert "c=16: 140.0 / 70.0 req/s = 2.00x" in t["batching-speedup"].measured
     assert "1.50x one text per call" in t["batching-speedup"].measured  # the in-process batching gain, 150/100
-    assert "+2.00 ms" in t["latency-c1"].measured  # 7.0 against the lower in-process p50, 5.0
+    assert "+2.00 ms" in t["latency-c1"].measured  # the paired 7.0 against the paired 5.0
     assert "70%" in t["ceiling-c16"].measured  # 140 of the higher ceiling, 200
 
 
 def test_judge_not_met():
-    # c=64 batching only 1.5x (c=16 is 2.5x: every step >= 16 must pass); p50 2.01 ms over; c=16 at 69.5%;
+    # c=64 batching only 1.5x (c=16 is 2.5x: every step >= 16 must pass); paired p50 2.01 ms over; c=16 at 69.5%;
     # one error in the no-batching run
     runs = _runs({1: (100.0, 7.01), 16: (139.0,), 64: (150.0,)},
                  {1: (100.0,), 16: (55.6,), 64: (100.0, 10.0, 1)})
-    t = _by_id(judge(runs, [_ceiling(200.0, 5.0)], max_queue=256))
+    t = _by_id(judge(runs, [_ceiling(200.0, 5.0)], max_queue=256, paired=_paired(7.01, 5.0)))
     assert [x.met for x in t.values()] == [False, False, False, False]
     assert "c=64: 150.0 / 100.0 req/s = 1.50x" in t["batching-speedup"].measured
     assert "no-batching c=64: 1" in t["no-errors"].measured
@@ -196,12 +260,19 @@ def test_config_refuses_a_queue_below_the_concurrency_and_batching_off_as_on():
         ServeBenchConfig(artifact=Path("a"), batch_size=1)
     with pytest.raises(ConfigError, match="positive integers"):
         ServeBenchConfig(artifact=Path("a"), concurrency=(0, 4))
+    with pytest.raises(ConfigError, match="paired_max_pairs"):
+        ServeBenchConfig(artifact=Path("a"), paired_max_pairs=0)
+    with pytest.raises(ConfigError, match="paired_max_s"):
+        ServeBenchConfig(artifact=Path("a"), paired_max_s=0)
 
 
 def test_report_of_another_schema_is_refused(tmp_path):
     p = tmp_path / "r.json"
     p.write_text(json.dumps({"schema_version": 999}))
     with pytest.raises(ReportError, match="schema version 999"):
+        load_report(p)
+    p.write_text(json.dumps({"schema_version": 1}))  # before the paired c=1 measurement
+    with pytest.raises(ReportError, match="schema version 1 is not supported"):
         load_report(p)
     p.write_text("{not json")
     with pytest.raises(ReportError, match="not valid JSON"):
@@ -214,8 +285,9 @@ def test_report_of_another_schema_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-    for module in ("locust", "fastapi", "uvicorn", "prometheus_client"):
-        pytest.importorskip(module)
+    for module in ("locust", "fastapi", "uvicorn", "prometheus_client"):  # locust is never imported here: it
+        if importlib.util.find_spec(module) is None:                      # monkey-patches threads (gevent)
+            pytest.skip(f"needs module '{module}' (pip install '.[serve,dev]')")
     from exporters.onnx_export import ExportConfig, export
 
     path = tmp_path_factory.mktemp("serve-bench") / "tiny-text-classification"
@@ -252,12 +324,22 @@ def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
     for c in d["ceilings"]:
         assert c["throughput_texts_per_s"] > 0 and c["single_p50_ms"] > 0
         assert set(c["modes_texts_per_s"]) == {"chunks", "one-by-one", "sorted"}
+    p = d["paired"]  # the c=1 latency, in-process and HTTP interleaved against the batching server
+    assert p["configuration"] == BATCHING and p["pairs"] > 0 and p["errors"] == 0 and p["connections"] == 1
+    assert len(p["inprocess_ms"]) == len(p["service_ms"]) == len(p["service_first"]) == p["pairs"]
+    assert p["requests"] == p["warmup_pairs"] + p["pairs"] and p["stopped_by"] in ("count", "time")
+    assert p["pairs"] <= p["max_pairs"] and p["service_p50_ms"] > 0 and p["inprocess_p50_ms"] > 0
+    assert p["p50_diff_ms"] == pytest.approx(p["service_p50_ms"] - p["inprocess_p50_ms"])
+    if p["pairs"] > 1:  # the order is swapped every pair
+        assert {p["service_first"][0], p["service_first"][1]} == {True, False}
     targets = {t["id"]: t for t in d["targets"]}
     assert set(targets) == {"batching-speedup", "latency-c1", "ceiling-c16", "no-errors"}
     assert targets["no-errors"]["met"] is True
+    assert "side by side, interleaved" in targets["latency-c1"]["measured"]
     assert all(t["met"] in (True, False) for t in d["targets"])  # every target was measured
     md = paths["md"].read_text()
     assert md == to_markdown(d)
+    assert "## Paired latency at concurrency 1" in md
     # re-rendering the JSON elsewhere reproduces the same Markdown (a pure function of the JSON)
     again = tmp_path / "again"
     again.mkdir()

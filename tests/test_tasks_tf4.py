@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import skip_or_fail
-from test_tasks import CONTEXT, LONG_CONTEXT, QUESTIONS, SENTENCES, same, tiny  # noqa: F401 (tiny: the shared fixture)
+from tiny_tasks import CONTEXT, LONG_CONTEXT, QUESTIONS, SENTENCES, same
 
 ROOT = Path(__file__).parents[1]
 TF4_PYTHON = ROOT / ".venv-tf4" / "bin" / "python"

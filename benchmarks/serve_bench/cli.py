@@ -33,6 +33,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-spin", dest="spin", action="store_false", help="the service runs with --no-spin")
     p.add_argument("--max-padding", type=float, help="--max-padding of the service (default: the service's own)")
     p.add_argument("--ceiling-threads", type=int, help="the in-process ceiling's threads (default: as --threads)")
+    p.add_argument("--paired-warmup-pairs", type=int, help="untimed pairs before the paired c=1 latency (default 20)")
+    p.add_argument("--paired-max-pairs", type=int, help="paired c=1 latency: at most this many pairs (default 400)")
+    p.add_argument("--paired-max-s", type=float, help="paired c=1 latency: at most this many seconds (default 20)")
     p.add_argument("--warmup-s", type=float, help="seconds of warm-up per step (default 3)")
     p.add_argument("--duration-s", type=float, help="measured seconds per step (default 15)")
     p.add_argument("--max-requests", type=int, help="measured requests per step at most (default 20000)")
@@ -54,7 +57,9 @@ def config_from_args(a) -> ServeBenchConfig:
                                   max_queue=a.max_queue, instances=a.instances, threads=a.threads,
                                   max_padding=a.max_padding, spin=a.spin,
                                   ceiling_threads=a.ceiling_threads, warmup_s=a.warmup_s, duration_s=a.duration_s,
-                                  max_requests=a.max_requests, texts=a.texts, port=a.port).items() if v is not None}
+                                  max_requests=a.max_requests, texts=a.texts, port=a.port,
+                                  paired_warmup_pairs=a.paired_warmup_pairs, paired_max_pairs=a.paired_max_pairs,
+                                  paired_max_s=a.paired_max_s).items() if v is not None}
     cfg = ServeBenchConfig(artifact=artifact, out=a.out, name=a.name, command=a.cmdline or _command(),
                            **({} if a.quick else over))
     return quick(cfg, **over) if a.quick else cfg

@@ -29,6 +29,11 @@ class ServeBenchConfig:
     ceiling_min_time_s: float = 4.0  # in-process: each measurement runs until this much time ...
     ceiling_min_iters: int = 20  # ... and this many calls
     ceiling_threads: int | None = None  # in-process intra-op threads; None: the same as the service's --threads
+    # the paired c=1 latency (runner.measure_paired): in-process and HTTP calls interleaved while the batching server
+    # is up; untimed warm-up pairs, then pairs until either bound is reached
+    paired_warmup_pairs: int = 20
+    paired_max_pairs: int = 400  # the count bound
+    paired_max_s: float = 20.0  # the time bound (measured pairs; at least one pair is always taken)
     ready_timeout_s: float = 300.0  # server start: load + warm-up
     stop_timeout_s: float = 60.0  # SIGTERM -> exit
     port: int | None = None  # None: a free port on 127.0.0.1
@@ -53,9 +58,11 @@ class ServeBenchConfig:
         if self.max_queue < self.batch_size:
             raise ConfigError(f"max_queue ({self.max_queue}) must hold one full batch ({self.batch_size})")
         for what, v in (("instances", self.instances), ("max_requests", self.max_requests), ("texts", self.texts),
-                        ("ceiling_min_iters", self.ceiling_min_iters)):
+                        ("ceiling_min_iters", self.ceiling_min_iters), ("paired_max_pairs", self.paired_max_pairs)):
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{what} must be an integer >= 1; got {v!r}")
+        if not isinstance(self.paired_warmup_pairs, int) or self.paired_warmup_pairs < 0:
+            raise ConfigError(f"paired_warmup_pairs must be an integer >= 0; got {self.paired_warmup_pairs!r}")
         for what, v in (("threads", self.threads), ("ceiling_threads", self.ceiling_threads)):
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{what} must be an integer >= 1 (or unset for the backend's default); got {v!r}")
@@ -63,7 +70,7 @@ class ServeBenchConfig:
             raise ConfigError(f"queue_delay_ms, warmup_s and ceiling_min_time_s must be >= 0; got "
                               f"{self.queue_delay_ms}, {self.warmup_s}, {self.ceiling_min_time_s}")
         for what, v in (("duration_s", self.duration_s), ("ready_timeout_s", self.ready_timeout_s),
-                        ("stop_timeout_s", self.stop_timeout_s)):
+                        ("stop_timeout_s", self.stop_timeout_s), ("paired_max_s", self.paired_max_s)):
             if v <= 0:
                 raise ConfigError(f"{what} must be > 0 seconds; got {v}")
         if self.port is not None and not 0 < self.port < 65536:
@@ -79,7 +86,8 @@ class ServeBenchConfig:
         return self.ceiling_threads if self.ceiling_threads is not None else self.threads
 
 
-QUICK = dict(warmup_s=0.5, duration_s=2.0, max_requests=2000, texts=64, ceiling_min_time_s=0.3, ceiling_min_iters=5)
+QUICK = dict(warmup_s=0.5, duration_s=2.0, max_requests=2000, texts=64, ceiling_min_time_s=0.3, ceiling_min_iters=5,
+             paired_warmup_pairs=5, paired_max_pairs=60, paired_max_s=3.0)
 
 
 def quick(cfg: ServeBenchConfig, **keep) -> ServeBenchConfig:

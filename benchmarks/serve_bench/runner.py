@@ -1,15 +1,16 @@
 """One run: the in-process ceiling, then per service configuration (batching on, then off) one server subprocess
 started, waited for (/v2/health/ready), driven by one headless locust process per concurrency step, and stopped with
-SIGTERM; then the ceiling again. Figures come from the raw per-request samples the locustfile writes; locust's CSV
-and the server's /metrics are parsed and kept beside them."""
+SIGTERM; then the ceiling again. The batching server, once ready and before its locust steps, also gets the paired
+c=1 latency measurement (measure_paired: in-process and HTTP calls interleaved). Figures come from the raw
+per-request samples the locustfile writes; locust's CSV and the server's /metrics are parsed and kept beside them."""
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import http.client
 import json
 import math
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -28,7 +29,8 @@ from runtimes.artifact import read_manifest
 from runtimes.errors import ConfigError, DeployError
 
 from .config import HOST, MODEL_NAME, ServeBenchConfig
-from .report import BATCHING, NO_BATCHING, Ceiling, ServeBenchReport, ServerRun, Step, judge
+from .report import (BATCHING, NO_BATCHING, P50_SLACK_MS, Ceiling, Paired, ServeBenchReport, ServerRun, Step, judge,
+                     paired_stats)
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -67,20 +69,16 @@ def parse_locust_csv(path: str | os.PathLike, name: str = "predict") -> dict:
             "rps_since_start": num("Requests/s"), "p50_ms": num("50%"), "p90_ms": num("90%"), "p99_ms": num("99%")}
 
 
-_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
 def parse_prometheus(text: str) -> list[tuple[str, dict, float]]:
-    """Prometheus text exposition -> (sample name, labels, value) for every sample line."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if m:
-            out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
-    return out
+    """Prometheus text exposition -> (sample name, labels, value) for every sample, by prometheus_client's own
+    parser (sample names as exposed: a histogram's `_bucket`/`_count`/`_sum`, a counter's `_total`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        return [(s.name, dict(s.labels), float(s.value))
+                for family in text_string_to_metric_families(text) for s in family.samples]
+    except ValueError as e:
+        raise ServeBenchError(f"the /metrics answer is not Prometheus text exposition ({e})") from None
 
 
 def metric(samples: list[tuple[str, dict, float]], name: str, **labels) -> float:
@@ -270,6 +268,124 @@ class Server:
         self.stop()
 
 
+# ------------------------------------------------------------------------------------------ paired c=1 latency
+
+PAIRED_WHEN = "after the server was ready, before its locust steps"
+HTTP_TIMEOUT_S = 30.0  # one paired request at most (a hung server ends the measurement's time bound late, not never)
+MAX_ERROR_MESSAGES = 5
+
+
+def check_answer(status: int, body: bytes) -> str | None:
+    """None when the answer is a 200 text-classification answer to one text ([{"label": ..., ...}]), as the
+    locustfile checks; otherwise why not."""
+    if status != 200:
+        return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+    try:
+        answer = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        answer = None
+    if isinstance(answer, list) and len(answer) == 1 and isinstance(answer[0], dict) and "label" in answer[0]:
+        return None
+    return f"not a text-classification answer: {body[:200].decode(errors='replace')}"
+
+
+class _Client:
+    """POST /v1/models/MODEL/predict over one persistent keep-alive connection (stdlib http.client, 127.0.0.1);
+    a new connection only after a failed exchange."""
+
+    def __init__(self, port: int):
+        self.port, self.conn, self.connections = port, None, 0
+        self.path = f"/v1/models/{MODEL_NAME}/predict"
+
+    def connect(self) -> None:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(HOST, self.port, timeout=HTTP_TIMEOUT_S)
+            self.conn.connect()  # outside any timing (http.client sets TCP_NODELAY)
+            self.connections += 1
+
+    def predict(self, text: str) -> tuple[float, str | None]:
+        """(ms from sending the request to having read the whole answer, None or why it failed)."""
+        body = json.dumps({"inputs": text}).encode()
+        self.connect()
+        t = time.perf_counter()
+        try:
+            self.conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
+            r = self.conn.getresponse()
+            data = r.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            return (time.perf_counter() - t) * 1e3, f"no answer: {type(e).__name__}: {e}"
+        dt = (time.perf_counter() - t) * 1e3
+        if r.will_close:
+            self.close()
+        return dt, check_answer(r.status, data)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def measure_paired(cfg: ServeBenchConfig, server: "Server", texts: list[str], label: str = BATCHING) -> Paired:
+    """The c=1 latency, side by side: this process loads the same artifact in-process (as ceiling.py does) and, for
+    the held-out texts in order, one at a time, runs pairs of one in-process call `pipe(text)` and one HTTP predict
+    request with the same text; the in-process call goes first on even pairs and the request on odd ones (the order
+    swapped every pair, warm-up included, cancels an order bias). Each is timed with perf_counter. After
+    cfg.paired_warmup_pairs untimed pairs, pairs run until cfg.paired_max_pairs pairs or cfg.paired_max_s seconds,
+    whichever comes first (at least one pair). A pair whose request failed is dropped and counted as an error."""
+    from runtimes.base import RuntimeOptions
+    from runtimes.pipeline import load_pipeline
+
+    threads = cfg.effective_ceiling_threads
+    pipe = load_pipeline(cfg.artifact, RuntimeOptions(threads=threads), batch_size=cfg.batch_size)
+    client = _Client(server.port)
+    inproc, service, service_first, errors = [], [], [], []
+    requests = 0
+    k = 0  # pair index over warm-up and measured pairs: the order alternates across both
+
+    def pair() -> tuple[float, float, bool, str | None]:
+        nonlocal k, requests
+        text = texts[k % len(texts)]
+        http_first = k % 2 == 1
+        k += 1
+        requests += 1
+        if http_first:
+            s_ms, err = client.predict(text)
+        t = time.perf_counter()
+        pipe(text)
+        i_ms = (time.perf_counter() - t) * 1e3
+        if not http_first:
+            s_ms, err = client.predict(text)
+        return i_ms, s_ms, http_first, err
+
+    try:
+        client.connect()
+        for _ in range(cfg.paired_warmup_pairs):
+            if (err := pair()[3]) is not None:
+                errors.append(err)
+        attempted, t0 = 0, time.perf_counter()
+        while attempted < cfg.paired_max_pairs and (attempted == 0 or time.perf_counter() - t0 < cfg.paired_max_s):
+            i_ms, s_ms, first, err = pair()
+            attempted += 1
+            if err is not None:
+                errors.append(err)
+                continue
+            inproc.append(i_ms)
+            service.append(s_ms)
+            service_first.append(first)
+        duration = time.perf_counter() - t0
+    finally:
+        client.close()
+        pipe.runtime.close()
+    stats = paired_stats(inproc, service)
+    return Paired(configuration=label, when=PAIRED_WHEN, threads=threads, warmup_pairs=cfg.paired_warmup_pairs,
+                  max_pairs=cfg.paired_max_pairs, max_s=cfg.paired_max_s,
+                  stopped_by="count" if attempted >= cfg.paired_max_pairs else "time", duration_s=duration,
+                  requests=requests, errors=len(errors), error_messages=tuple(errors[:MAX_ERROR_MESSAGES]),
+                  connections=client.connections, **stats, inprocess_ms=tuple(round(x, 4) for x in inproc),
+                  service_ms=tuple(round(x, 4) for x in service), service_first=tuple(service_first))
+
+
 # ------------------------------------------------------------------------------------------ the load
 
 def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path: Path, work: Path) -> Step:
@@ -310,10 +426,18 @@ def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path
 
 
 def run_config(cfg: ServeBenchConfig, label: str, max_batch_size: int, texts_path: Path, work: Path,
-               log: Callable[[str], None]) -> ServerRun:
+               log: Callable[[str], None], paired_texts: list[str] | None = None) -> tuple[ServerRun, Paired | None]:
+    """One server: started, (paired_texts given: the paired c=1 measurement first), the locust steps, SIGTERM."""
     work.mkdir(parents=True, exist_ok=True)
+    paired = None
     with Server(cfg, max_batch_size, work / "server.log") as server:
         log(f"{label}: server ready in {server.ready_s:.1f} s ({server.command})")
+        if paired_texts is not None:
+            paired = measure_paired(cfg, server, paired_texts, label)
+            log(f"{label}: paired c=1 latency, {paired.pairs} pairs in {paired.duration_s:.1f} s: "
+                + (f"service p50 {paired.service_p50_ms:.2f} ms, in-process p50 {paired.inprocess_p50_ms:.2f} ms, "
+                   f"{paired.p50_diff_ms:+.2f} ms (median per-pair difference {paired.median_diff_ms:+.2f} ms)"
+                   if paired.pairs else "no successful pair") + f", {paired.errors} errors")
         steps = []
         for c in cfg.concurrency:
             step = run_step(cfg, server, c, texts_path, work)
@@ -323,7 +447,7 @@ def run_config(cfg: ServeBenchConfig, label: str, max_batch_size: int, texts_pat
         code = server.stop()
     if code != 0:
         log(f"{label}: the server exited with {code if code is not None else 'no code (killed)'} after SIGTERM")
-    return ServerRun(label, max_batch_size, server.command, server.ready_s, code, tuple(steps))
+    return ServerRun(label, max_batch_size, server.command, server.ready_s, code, tuple(steps)), paired
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -362,11 +486,13 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
     from .ceiling import measure_ceiling
 
     m = check_artifact(cfg)
-    try:
-        import locust
-    except ImportError:
+    import importlib.metadata
+    import importlib.util
+
+    # never imported here: locust monkey-patches threading and sockets (gevent) in the importing process
+    if importlib.util.find_spec("locust") is None:
         raise ServeBenchError("the load benchmark needs locust (the `dev` extra). Fix: make venv, or pip install "
-                              "'locust>=2.20'") from None
+                              "'locust>=2.20'")
 
     texts = heldout_texts(cfg.texts)
     environment = envmod.capture(REPO)
@@ -377,19 +503,23 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
         texts_path.write_text(json.dumps(texts, ensure_ascii=False))
         ceilings = [measure_ceiling(cfg, texts, "before")]
         log(f"in-process ceiling: {_modes(ceilings[0])}")
-        runs = [run_config(cfg, BATCHING, cfg.batch_size, texts_path, work / BATCHING, log),
-                run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)]
+        on, paired = run_config(cfg, BATCHING, cfg.batch_size, texts_path, work / BATCHING, log, paired_texts=texts)
+        off, _ = run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)
+        runs = [on, off]
         ceilings.append(measure_ceiling(cfg, texts, "after"))
         log(f"in-process ceiling again: {_modes(ceilings[1])}")
     environment["load_average_end"] = envmod.cpu_info()["load_average_1_5_15"]
     run_dicts = [asdict(r) for r in runs]
-    targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue)
+    targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue, asdict(paired))
     notes = [f"{r.label}: the server exited with {r.exit_code if r.exit_code is not None else 'no code (killed)'} "
              f"after SIGTERM (expected 0)" for r in runs if r.exit_code != 0]
     notes += [f"{r.label} c={s.concurrency}: the step stopped on its request budget ({cfg.max_requests}) before "
               f"its time" for r in runs for s in r.steps if s.budget_exhausted]
     notes += [f"{r.label} c={s.concurrency}: errors by kind (server): {s.server['errors']}"
               for r in runs for s in r.steps if s.server.get("errors")]
+    if paired.connections > 1:
+        notes.append(f"paired c=1 measurement: {paired.connections} connections were opened (a failed exchange "
+                     f"closes the connection; 1 means one keep-alive connection throughout)")
     threads = f"--threads {cfg.threads}" if cfg.threads else "the backend's default intra-op threads"
     cthreads = cfg.effective_ceiling_threads
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
@@ -408,18 +538,32 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
                        "exchange): throughput = successful answers completed in the measured window (end of "
                        "warm-up to the last answer) / its length; p50/p90/p99 over the requests started in the "
                        f"window (numpy `{PERCENTILE_METHOD}`); errors = failed requests (HTTP status other than 200 "
-                       "or not a text-classification answer) over the whole step, warm-up included",
+                       "or not a text-classification answer) over the whole step, warm-up included. The locust c=1 "
+                       "step is reported like the others, but the c=1 latency target is judged on the paired "
+                       "measurement below, not on it",
             "ceiling": f"in-process `runtimes.pipeline.load_pipeline(artifact, RuntimeOptions(threads="
                        f"{cthreads}), batch_size={cfg.batch_size})` on the same texts in this process, no server "
                        f"running; the best throughput of three ways of calling it (calls of {cfg.batch_size} texts in "
                        f"corpus order; one text per call; all texts in one call, which the pipeline sorts by length "
                        f"before batching), and the one-text p50; at least {cfg.ceiling_min_time_s:g} s and "
                        f"{cfg.ceiling_min_iters} calls each (one call for all texts at once), once before and once "
-                       f"after the service runs; the targets use the higher throughput and the lower p50 of the two",
+                       f"after the service runs; the c=16 target uses the higher throughput of the two. Its one-text "
+                       f"p50 is reported for reference only: measured minutes away from the service, it is not what "
+                       f"the c=1 target is judged on",
+            "paired": f"the c=1 latency target's figures: while the {BATCHING} server is up ({PAIRED_WHEN}), this "
+                      f"process loads the same artifact in-process (`load_pipeline(artifact, RuntimeOptions("
+                      f"threads={cthreads}))`, as the ceiling) and, on the held-out texts in order, one at a time, "
+                      f"alternates one in-process call `pipe(text)` and one `POST /v1/models/{MODEL_NAME}/predict` "
+                      f"{{\"inputs\": text}} over one keep-alive http.client connection, on the same text, swapping "
+                      f"which goes first every pair; each timed with perf_counter (the request from sending it to "
+                      f"having read the answer); {cfg.paired_warmup_pairs} untimed warm-up pairs, then at most "
+                      f"{cfg.paired_max_pairs} pairs or {cfg.paired_max_s:g} s; a pair whose answer is not a 200 "
+                      f"text-classification answer is dropped and counted as an error; p50/p90 numpy `linear`; "
+                      f"met when service p50 <= in-process p50 + {P50_SLACK_MS:g} ms",
         },
-        load={"tool": "locust", "version": locust.__version__, "user_class": "FastHttpUser",
+        load={"tool": "locust", "version": importlib.metadata.version("locust"), "user_class": "FastHttpUser",
               "endpoint": f"/v1/models/{MODEL_NAME}/predict", "texts": len(texts),
               "text_source": "exporters.tweets.split()[1], the held-out split, in its order",
               "mean_chars": float(np.mean([len(t) for t in texts]))},
-        environment=environment, ceilings=tuple(ceilings), runs=tuple(runs), targets=tuple(targets),
+        environment=environment, ceilings=tuple(ceilings), runs=tuple(runs), targets=tuple(targets), paired=paired,
         notes=tuple(notes))

@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     from benchmarks.bench.cli import add_parsers as add_bench_parsers  # `bench` (run/render/compare), `compare`
 
     add_bench_parsers(sub)
+    from benchmarks.serve_bench.cli import add_parsers as add_serve_bench_parsers
+
+    add_serve_bench_parsers(sub)
     return p
 
 

@@ -7,7 +7,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from runtimes.errors import DeployError
 
 from .config import ServeBenchConfig, quick
 
@@ -86,26 +85,21 @@ def cmd_render(a) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.serve_bench", description=__doc__)
-    sub = p.add_subparsers(required=True, metavar="ACTION")
-    r = sub.add_parser("run", help="run the service load benchmark")
+def add_parsers(sub) -> None:
+    """`distilbert-deploy serve-bench run|render` (the CLI's one error policy: DeployError -> one line, exit 2)."""
+    p = sub.add_parser("serve-bench", help="the service load benchmark (make bench-serve)", description=__doc__)
+    actions = p.add_subparsers(required=True, metavar="ACTION")
+    r = actions.add_parser("run", help="run the service load benchmark")
     add_run_args(r)
     r.set_defaults(run=cmd_run)
-    n = sub.add_parser("render", help="re-render REPORT.json's Markdown and PNG")
+    n = actions.add_parser("render", help="re-render REPORT.json's Markdown and PNG")
     n.add_argument("report", type=Path)
     n.add_argument("--out", type=Path, help="directory (default: beside the report)")
     n.set_defaults(run=cmd_render)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args) or 0
-    except DeployError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    """`python -m benchmarks.serve_bench ACTION ...` is `distilbert-deploy serve-bench ACTION ...`."""
+    from distilbert_deploy.cli import main as cli_main
+
+    return cli_main(["serve-bench", *(sys.argv[1:] if argv is None else argv)])

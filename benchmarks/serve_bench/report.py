@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from runtimes.artifact import write_file_atomic
+from benchmarks.bench.report import write_atomic
 from runtimes.errors import ConfigError
 
 SCHEMA_VERSION = 2  # 2: the paired c=1 latency (`paired`), which the latency-c1 target is judged on
@@ -172,11 +172,6 @@ def load_report(path: str | os.PathLike) -> ServeBenchReport:
         raise ReportError(f"report '{path}' is not valid JSON ({e}). It may be truncated. Fix: re-run "
                           f"`make bench-serve`") from None
     return ServeBenchReport.from_dict(data, where=str(path))
-
-
-def write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(target, data)
 
 
 # ------------------------------------------------------------------------------------ the targets (pure)

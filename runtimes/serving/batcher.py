@@ -261,15 +261,7 @@ def _resolve(future: Future, *, result=None, exc: BaseException | None = None) -
 def text_rows(rows: Sequence, pad_id: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The task layer's rows (token id lists; multiple-choice: a list per choice) as (ids, mask) arrays,
     the choices of one row padded to its longest."""
-    out = []
-    for row in rows:
-        nested = bool(row) and not isinstance(row[0], (int, np.integer))
-        seqs = row if nested else [row]
-        n = max(map(len, seqs))
-        ids = np.full((len(seqs), n), pad_id, dtype=np.int64)
-        mask = np.zeros((len(seqs), n), dtype=np.int64)
-        for k, s in enumerate(seqs):
-            ids[k, :len(s)] = s
-            mask[k, :len(s)] = 1
-        out.append((ids, mask) if nested else (ids[0], mask[0]))
-    return out
+    from ..tasks.encoding import pad_rows
+
+    feeds = [pad_rows([row], pad_id) for row in rows]
+    return [(f["input_ids"][0], f["attention_mask"][0]) for f in feeds]

@@ -109,7 +109,7 @@ def infer(p: "TaskPipeline", rows: Sequence[Sequence], groups: Sequence | None =
         while stop < len(order) and stop - start < p.batch_size and keys[order[stop]][0] == keys[order[start]][0]:
             stop += 1
         batch = order[start:stop]
-        res = p.runtime.infer(_pad([rows[i] for i in batch], pad_id))
+        res = p.runtime.infer(pad_rows([rows[i] for i in batch], pad_id))
         if missing := [n for n in need if n not in res]:
             raise ArtifactMismatch(f"the runtime returned outputs {sorted(res)}; task '{p.task}' needs {list(need)} "
                                    f"(missing {missing}). Fix: load an artifact exported for '{p.task}'")
@@ -119,7 +119,8 @@ def infer(p: "TaskPipeline", rows: Sequence[Sequence], groups: Sequence | None =
     return out
 
 
-def _pad(rows: list, pad_id: int) -> dict[str, np.ndarray]:
+def pad_rows(rows: list, pad_id: int) -> dict[str, np.ndarray]:
+    """Rows of token ids (multiple-choice: a list per choice) right-padded to the longest: the model feed."""
     nested = not isinstance(rows[0][0], int)
     flat = [r for row in rows for r in (row if nested else [row])]
     n = max(map(len, flat))

@@ -79,13 +79,7 @@ class BenchReport:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "report") -> "BenchReport":
-        if not isinstance(d, dict):
-            raise ReportError(f"{where}: expected a JSON object, got {type(d).__name__}. Fix: pass a "
-                              f"bench.json written by `make bench`")
-        if d.get("schema_version") != SCHEMA_VERSION:
-            raise ReportError(f"{where}: schema version {d.get('schema_version')!r} is not supported (this code reads "
-                              f"version {SCHEMA_VERSION}). Fix: pass a bench.json written by this version, or "
-                              f"re-run `make bench`")
+        check_header(d, where, SCHEMA_VERSION, "bench.json", "make bench")
         try:
             targets = tuple(TargetInfo(**t) for t in d["targets"])
             results = tuple(Result(**{**r, "samples_ns": tuple(int(x) for x in r["samples_ns"]),
@@ -99,16 +93,31 @@ class BenchReport:
 
 
 def load_report(path: str | os.PathLike) -> BenchReport:
+    return BenchReport.from_dict(read_json(path, "make bench", "reports/bench.json"), where=str(path))
+
+
+def read_json(path: str | os.PathLike, made_by: str, writes: str):
+    """A report file's parsed JSON; a missing or unreadable file is a ReportError that names the command."""
     path = Path(path)
     if not path.is_file():
-        raise ReportError(f"report '{path}' does not exist. Fix: run `make bench` (writes reports/bench.json) "
+        raise ReportError(f"report '{path}' does not exist. Fix: run `{made_by}` (writes {writes}) "
                           f"or pass the path of one")
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"report '{path}' is not valid JSON ({e}). It may be truncated. Fix: re-run "
-                          f"`make bench`") from None
-    return BenchReport.from_dict(data, where=str(path))
+                          f"`{made_by}`") from None
+
+
+def check_header(d, where: str, version: int, name: str, made_by: str) -> None:
+    """A report dict is an object of this schema version, or a ReportError says what to pass instead."""
+    if not isinstance(d, dict):
+        raise ReportError(f"{where}: expected a JSON object, got {type(d).__name__}. Fix: pass a "
+                          f"{name} written by `{made_by}`")
+    if d.get("schema_version") != version:
+        raise ReportError(f"{where}: schema version {d.get('schema_version')!r} is not supported (this code reads "
+                          f"version {version}). Fix: pass a {name} written by this version, or "
+                          f"re-run `{made_by}`")
 
 
 def write_atomic(target: Path, data: bytes) -> None:
@@ -345,25 +354,37 @@ def plot(d: dict, path: Path) -> bool:
                  f"{d['created']}", fontsize=9)
     rows = -(-len(set(r["target"] for r in sweep)) // 5) if sweep else 0
     fig.tight_layout(rect=(0, 0.05 * rows, 1, 1))
+    save_png(fig, path)
+    return True
+
+
+def save_png(fig, path: str | os.PathLike) -> None:
+    """A matplotlib figure to PNG, written atomically, then closed."""
     import io
+
+    import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     write_atomic(Path(path), buf.getvalue())
-    return True
+
+
+def write_files(d: dict, out_dir: Path, name: str, markdown, plot_to) -> dict[str, Path]:
+    """A report's JSON, Markdown (markdown(d)) and PNG (plot_to(d, path) -> drawn?), each written atomically."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
+    md = markdown(d)  # render before writing anything: a rendering error leaves no half-written set
+    write_atomic(paths["json"], (json.dumps(d, indent=1, ensure_ascii=False) + "\n").encode())
+    write_atomic(paths["md"], md.encode())
+    if not plot_to(d, paths["png"]):
+        paths.pop("png")
+    return paths
 
 
 def write_all(d: dict, out_dir: Path, name: str = "bench") -> dict[str, Path]:
     """JSON, Markdown and PNG, each written atomically."""
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
-    md = to_markdown(d)  # render before writing anything: a rendering error leaves no half-written set
-    write_atomic(paths["json"], (json.dumps(d, indent=1, ensure_ascii=False) + "\n").encode())
-    write_atomic(paths["md"], md.encode())
-    if not plot(d, paths["png"]):
-        paths.pop("png")
-    return paths
+    return write_files(d, out_dir, name, to_markdown, plot)
 
 
 def render(report_path: Path, out_dir: Path | None = None) -> dict[str, Path]:

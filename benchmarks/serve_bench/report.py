@@ -3,15 +3,12 @@ Markdown and PNG are pure functions of the JSON dict, so any old report re-rende
 (`python -m benchmarks.serve_bench render REPORT.json`)."""
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from benchmarks.bench.report import write_atomic
-from runtimes.errors import ConfigError
+from benchmarks.bench.report import ReportError, check_header, read_json, save_png, write_atomic, write_files
 
 SCHEMA_VERSION = 2  # 2: the paired c=1 latency (`paired`), which the latency-c1 target is judged on
 BATCHING, NO_BATCHING = "batching", "no-batching"  # the two service configurations of a run
@@ -22,10 +19,6 @@ P50_SLACK_MS = 2.0  # at concurrency 1: service p50 <= in-process p50 + this (bo
 BOUNDARY_EPS_MS = 1e-9  # float rounding: a difference of exactly P50_SLACK_MS counts as met
 CEILING_FRACTION = 0.70  # at concurrency CEILING_AT: service throughput >= this x the in-process ceiling
 CEILING_AT = 16
-
-
-class ReportError(ConfigError):
-    """A report file that cannot be read: missing, not JSON, another schema version, or malformed."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +128,7 @@ class ServeBenchReport:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "report") -> "ServeBenchReport":
-        if not isinstance(d, dict):
-            raise ReportError(f"{where}: expected a JSON object, got {type(d).__name__}. Fix: pass a "
-                              f"serve-bench.json written by `make bench-serve`")
-        if d.get("schema_version") != SCHEMA_VERSION:
-            raise ReportError(f"{where}: schema version {d.get('schema_version')!r} is not supported (this code reads "
-                              f"version {SCHEMA_VERSION}). Fix: pass a report written by this version, or re-run "
-                              f"`make bench-serve`")
+        check_header(d, where, SCHEMA_VERSION, "serve-bench.json", "make bench-serve")
         try:
             ceilings = tuple(Ceiling(**{**c, **{k: tuple(c[k]) for k in ("chunk_ms", "sorted_pass_ms", "single_ms")}})
                              for c in d["ceilings"])
@@ -162,15 +149,7 @@ class ServeBenchReport:
 
 
 def load_report(path: str | os.PathLike) -> ServeBenchReport:
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"report '{path}' does not exist. Fix: run `make bench-serve` (writes "
-                          f"reports/serve-bench/serve-bench.json) or pass the path of one")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReportError(f"report '{path}' is not valid JSON ({e}). It may be truncated. Fix: re-run "
-                          f"`make bench-serve`") from None
+    data = read_json(path, "make bench-serve", "reports/serve-bench/serve-bench.json")
     return ServeBenchReport.from_dict(data, where=str(path))
 
 
@@ -473,23 +452,13 @@ def plot(d: dict, path: Path) -> bool:
     fig.suptitle(f"{d['model']} {d['task']} served ({d['backend']} {d['precision']}) — "
                  f"{d['environment'].get('cpu', {}).get('model', '')}, {d['created']}", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(Path(path), buf.getvalue())
+    save_png(fig, path)
     return True
 
 
 def write_all(d: dict, out_dir: Path, name: str = "serve-bench") -> dict[str, Path]:
     """JSON, Markdown and PNG, each written atomically (the Markdown is rendered before anything is written)."""
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
-    md = to_markdown(d)
-    write_atomic(paths["json"], (json.dumps(d, indent=1, ensure_ascii=False) + "\n").encode())
-    write_atomic(paths["md"], md.encode())
-    if not plot(d, paths["png"]):
-        paths.pop("png")
-    return paths
+    return write_files(d, out_dir, name, to_markdown, plot)
 
 
 def render(report_path: Path, out_dir: Path | None = None) -> dict[str, Path]:

@@ -69,7 +69,6 @@ def status_of(e: BaseException) -> HTTPError:
 
 def create_app(state: ServiceState) -> FastAPI:
     app = FastAPI(title=SERVER_NAME, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.service = state
     cfg, metrics = state.cfg, state.metrics
 
     @app.exception_handler(StarletteHTTPException)

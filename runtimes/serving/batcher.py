@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DeployError
+from ..tasks.encoding import pad_rows
 
 
 class QueueFull(DeployError):
@@ -261,7 +262,5 @@ def _resolve(future: Future, *, result=None, exc: BaseException | None = None) -
 def text_rows(rows: Sequence, pad_id: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The task layer's rows (token id lists; multiple-choice: a list per choice) as (ids, mask) arrays,
     the choices of one row padded to its longest."""
-    from ..tasks.encoding import pad_rows
-
     feeds = [pad_rows([row], pad_id) for row in rows]
     return [(f["input_ids"][0], f["attention_mask"][0]) for f in feeds]

@@ -53,9 +53,8 @@ class ServeConfig:
             raise ConfigError(f"threads must be >= 1; got {self.threads}")
         if not 0 <= self.max_padding <= 1:
             raise ConfigError(f"max_padding is a fraction of a batch's tokens in [0, 1]; got {self.max_padding}")
-        for key in ("max_queue_delay_ms",):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key} must be >= 0; got {getattr(self, key)}")
+        if self.max_queue_delay_ms < 0:
+            raise ConfigError(f"max_queue_delay_ms must be >= 0; got {self.max_queue_delay_ms}")
         for key in ("timeout_s", "drain_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0; got {getattr(self, key)}")

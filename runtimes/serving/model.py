@@ -12,11 +12,12 @@ import numpy as np
 
 from ..artifact import Artifact, load_artifact
 from ..base import RuntimeOptions
-from ..errors import ArtifactError, ConfigError, InputError, ParityError
+from ..errors import ConfigError, InputError, ParityError
 from ..heads import get_head
 from ..registry import runtime_class
 from .batcher import BatchObserver, DynamicBatcher, text_rows
 from .config import NAME, ServeConfig
+from .oip import datatype_of
 
 log = logging.getLogger("distilbert_deploy.serve")
 VERSION = "1"
@@ -151,7 +152,7 @@ class ServedModel:
     def triton_config(self) -> dict:
         """Triton's model configuration JSON (max_batch_size > 0: dims exclude the batch axis)."""
         def dims(t):
-            return [d if isinstance(d, int) else -1 for d in t.dims[1:]]
+            return _shape(t.dims[1:])
         text = [{"name": n, "data_type": "TYPE_STRING", "dims": [-1] if n == "choices" else [], "optional": True}
                 for n, _ in self.text_inputs]
         return {"name": self.name, "platform": PLATFORMS.get(self.manifest.backend, "custom"),
@@ -215,7 +216,7 @@ class ServedModel:
         for name, spec in specs.items():
             a = tensors[name]
             if a.dtype != np.dtype(spec.dtype):
-                raise InputError(f"input '{name}' is {_oip(a)}; expected {TYPES[spec.dtype]}")
+                raise InputError(f"input '{name}' is {datatype_of(a)}; expected {TYPES[spec.dtype]}")
             if a.ndim != len(spec.dims):
                 raise InputError(f"input '{name}' has shape {list(a.shape)}; expected {len(spec.dims)} axes "
                                  f"({', '.join(map(str, spec.dims))})")
@@ -268,16 +269,12 @@ class ServedModel:
 
 
 def _tensor_meta(name: str, datatype: str, dims) -> dict:
-    return {"name": name, "datatype": datatype, "shape": [d if isinstance(d, int) else -1 for d in dims]}
+    return {"name": name, "datatype": datatype, "shape": _shape(dims)}
 
 
-def _oip(a: np.ndarray) -> str:
-    from .oip import datatype_of
-
-    try:
-        return datatype_of(a)
-    except TypeError:
-        return str(a.dtype)
+def _shape(dims) -> list[int]:
+    """Manifest dims (axis names for dynamic axes) as OIP/Triton shapes (-1 for dynamic)."""
+    return [d if isinstance(d, int) else -1 for d in dims]
 
 
 def _utf8(row: list, name: str, i: int) -> list[str]:
@@ -303,7 +300,4 @@ def api_key(cfg: ServeConfig) -> str | None:
 
 def load_models(cfg: ServeConfig) -> dict[str, ServedModel]:
     """Every model checked (manifest, checksums, verdict) before any is loaded: one bad artifact stops the start."""
-    models = {name: ServedModel(name, path, cfg) for name, path in model_dirs(cfg)}
-    if not models:
-        raise ArtifactError("no model to serve")
-    return models
+    return {name: ServedModel(name, path, cfg) for name, path in model_dirs(cfg)}

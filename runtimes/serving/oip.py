@@ -126,7 +126,7 @@ def _from_json(data, dtype: str, shape, name: str) -> np.ndarray:
     if dtype == "BYTES":
         if not all(isinstance(x, str) for x in flat):
             raise InputError(f"input '{name}' is BYTES: its JSON data must be strings")
-        return np.array([x.encode() for x in flat] or [], dtype=np.object_).reshape(shape)
+        return np.array([x.encode() for x in flat], dtype=np.object_).reshape(shape)
     if any(isinstance(x, (str, list, dict)) or x is None for x in flat):
         raise InputError(f"input '{name}' is {dtype}: its JSON data must be numbers")
     if dtype != "BOOL" and any(isinstance(x, bool) for x in flat):
@@ -170,7 +170,7 @@ def _from_binary(raw: bytes, dtype: str, shape, name: str) -> np.ndarray:
         if len(items) != _count(shape):
             raise InputError(f"input '{name}' has {len(items)} BYTES elements; its shape {list(shape)} needs "
                              f"{_count(shape)}")
-        return np.array(items or [], dtype=np.object_).reshape(shape)
+        return np.array(items, dtype=np.object_).reshape(shape)
     dt = np.dtype(DTYPES[dtype]).newbyteorder("<")
     if len(raw) != _count(shape) * dt.itemsize:
         raise InputError(f"input '{name}' has {len(raw)} binary bytes; shape {list(shape)} of {dtype} needs "

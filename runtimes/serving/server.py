@@ -47,7 +47,7 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(cfg: ServeConfig, *, on_ready=None) -> int:
+def serve(cfg: ServeConfig) -> int:
     """Run the service until drained. Returns the exit code."""
     models = load_models(cfg)  # manifests, checksums, parity verdicts: before any port is bound
     state = ServiceState(cfg, models, api_key=api_key(cfg))
@@ -62,13 +62,11 @@ def serve(cfg: ServeConfig, *, on_ready=None) -> int:
                 started = time.monotonic()
                 model.load(state.metrics.observer(name))
                 log.info("model '%s' ready: %s %s %s, %d instance(s), warmed in %.1f s (%s)", name,
-                            model.manifest.task, model.manifest.backend, model.manifest.precision,
-                            cfg.instances, time.monotonic() - started, model.judged)
+                         model.manifest.task, model.manifest.backend, model.manifest.precision,
+                         cfg.instances, time.monotonic() - started, model.judged)
             while not server.started and not server.should_exit:
                 time.sleep(0.05)
             log.info("ready: http://%s:%d (%s)", cfg.host, cfg.port, ", ".join(models))
-            if on_ready:
-                on_ready()
         except BaseException as e:  # noqa: BLE001 - reported by serve() after the server stops
             state.load_error = e
             server.should_exit = True

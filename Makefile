@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU by default: pins the local CPU torch build. GPU: TORCH_CONSTRAINTS=constraints/gpu.txt EXTRAS=export,ort-gpu,dev
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
-EXTRAS ?= export,ort,openvino,serve,dev
+EXTRAS ?= export,ort,openvino,serve,tensorrt-rtx,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 # A second venv with transformers 4.57: the real question-answering pipeline (removed in transformers 5) that
@@ -81,6 +81,22 @@ OV_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFAC
 export-openvino: $(STAMP)
 	@test -f $(OV_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OV_SRC)
 	$(BIN)/distilbert-deploy export-openvino $(OV_SRC) --out $(OV_OUT) --precision $(PRECISION)
+
+# TensorRT fp16 engine from the ONNX fp32 artifact (exported first when missing; exporters/tensorrt_export.py).
+# TRT_FLAVOR: tensorrt (full TensorRT 10/11 from NVIDIA's index, built on the GPU it runs on; the default) or
+# tensorrt-rtx (built here without a GPU for TRT_TARGETS, e.g. sm89,sm86). The flavor is checked before anything is
+# exported. TRT_ARGS: e.g. --buckets 64,128,512 --max-batch 32 --version-compatible (see `distilbert-deploy export-trt -h`).
+TRT_FLAVOR ?= tensorrt
+TRT_TARGETS ?=
+TRT_ARGS ?=
+TRT_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+TRT_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/$(TRT_FLAVOR)-fp16)
+TRT_FLAGS = --flavor $(TRT_FLAVOR) $(if $(TRT_TARGETS),--targets $(TRT_TARGETS)) $(TRT_ARGS)
+.PHONY: export-trt
+export-trt: $(STAMP)
+	$(BIN)/distilbert-deploy export-trt $(TRT_SRC) --out $(TRT_OUT) $(TRT_FLAGS) --preflight
+	@test -f $(TRT_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(TRT_SRC)
+	$(BIN)/distilbert-deploy export-trt $(TRT_SRC) --out $(TRT_OUT) $(TRT_FLAGS)
 
 # Intel Neural Compressor: its own venv, because onnx-neural-compressor pins numpy 1.x and needs the undeclared
 # prettytable and scipy. No project install, no torch: quantization/inc.py (main venv) tokenizes everything and runs

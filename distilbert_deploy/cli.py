@@ -111,6 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference precision hint (OpenVINO picks bf16 by itself on AVX512-BF16/AMX CPUs)")
     o.set_defaults(run=cmd_export_openvino)
 
+    t = sub.add_parser("export-trt", help="ONNX fp32 artifact -> TensorRT fp16 engine artifact (strongly typed, "
+                                          "fp32 islands, profiles per sequence bucket)",
+                       description="Exit 0: engine written; 2: bad input, a missing TensorRT module or a target the "
+                                   "flavor does not have (nothing is written).")
+    t.add_argument("src", type=Path, help="an onnxruntime fp32 artifact directory (the plain export)")
+    t.add_argument("--out", type=Path, help="artifact directory (default: beside SRC, FLAVOR-fp16)")
+    t.add_argument("--flavor", default="tensorrt", choices=["tensorrt", "tensorrt-rtx"],
+                   help="tensorrt: full TensorRT 10/11, built on the GPU it runs on; tensorrt-rtx: built without a GPU "
+                        "for RTX compute capabilities")
+    t.add_argument("--targets", default="", help="tensorrt-rtx: compute capabilities, e.g. sm89,sm86 "
+                                                 "(default sm80,sm86,sm89,sm120); tensorrt: the build GPU")
+    t.add_argument("--buckets", default="64,128,512", help="sequence-length bounds, one optimization profile each")
+    t.add_argument("--opt-batch", type=int, help="batch size TensorRT tunes for (default: the source manifest's)")
+    t.add_argument("--max-batch", type=int, help="largest batch (default: the source manifest's)")
+    t.add_argument("--version-compatible", action="store_true", help="engine loads in later TensorRT of the same major")
+    t.add_argument("--hardware-compatibility", default="none", choices=["none", "ampere+"],
+                   help="full TensorRT: 'ampere+' builds one engine for every sm80+ GPU (slower kernels)")
+    t.add_argument("--preflight", action="store_true",
+                   help="only check the flavor's module, its targets and the build GPU; build nothing")
+    t.set_defaults(run=cmd_export_trt)
+
     s = sub.add_parser("serve", help="serve artifacts over OIP v2 REST (Triton/KServe clients) and a task endpoint",
                        description="Serve verified artifacts: OIP v2 REST (/v2/...), the pipeline-style task endpoint "
                                    "(/v1/models/NAME/predict) and Prometheus /metrics, with dynamic batching. "
@@ -129,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-queue", type=int, default=256, help="rows queued per model; beyond it: 503 + Retry-After")
     s.add_argument("--instances", type=int, default=1, help="runtime instances per model, one worker thread each")
     s.add_argument("--threads", type=int, help="intra-op threads per instance (default: the backend's)")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: TensorRT engines, ORT's CUDA provider")
+    s.add_argument("--cuda-graphs", action="store_true", help="tensorrt: capture and replay one CUDA graph per shape")
     s.add_argument("--no-spin", dest="spin", action="store_const", const=False,
                    help="onnxruntime: intra-op threads sleep between operators instead of spin-waiting (leaves the "
                         "cores to the event loop under load; costs single-request latency)")
@@ -272,7 +295,7 @@ def cmd_serve(args) -> int:
                       host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                       max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_padding=args.max_padding,
                       instances=args.instances,
-                      threads=args.threads, spin=args.spin, timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
+                      threads=args.threads, spin=args.spin, device=args.device, cuda_graphs=args.cuda_graphs, timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
                       max_body_bytes=args.max_body_bytes, max_request_items=args.max_request_items,
                       api_key_env=args.api_key_env, allow_unjudged=args.allow_unjudged)
     return serve(cfg)
@@ -286,6 +309,29 @@ def cmd_export_openvino(args) -> None:
     diffs = ", ".join(f"{k} {x:.2g}" for k, x in m.parity["export_validation"]["max_abs_diff"].items())
     print(f"wrote openvino {m.precision} artifact for {m.task} to {out} "
           f"(INFERENCE_PRECISION_HINT={m.recipe['inference_precision_hint']}); max abs diff vs ONNX: {diffs}")
+
+
+def cmd_export_trt(args) -> None:
+    from exporters.tensorrt_export import TrtExportConfig, default_out, describe_build, export_trt, preflight
+
+    try:
+        buckets = tuple(int(x) for x in args.buckets.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--buckets '{args.buckets}' must be comma-separated integers, e.g. 64,128,512") from None
+    cfg = TrtExportConfig(src=args.src, out=args.out or default_out(args.src, args.flavor), flavor=args.flavor,
+                          targets=tuple(x.strip().lower() for x in args.targets.split(",") if x.strip()),
+                          buckets=buckets, opt_batch=args.opt_batch, max_batch=args.max_batch,
+                          version_compatible=args.version_compatible,
+                          hardware_compatibility=args.hardware_compatibility)
+    if args.preflight:
+        flavor, targets, _ = preflight(cfg)
+        print(f"{args.flavor} {flavor.version} can build for {', '.join(targets)}")
+        return
+    m = export_trt(cfg)
+    print(describe_build(m) + f" -> {cfg.out}")
+    print("it runs on an NVIDIA GPU with "
+          f"{m.recipe['flavor']} ({', '.join(m.recipe['compute_capabilities'])}); next there: "
+          f"distilbert-deploy parity {cfg.out} --device cuda")
 
 
 if __name__ == "__main__":

@@ -39,12 +39,12 @@ class OpenVinoExportConfig:
             raise ConfigError(f"--out '{self.out}' is the source artifact; choose another directory")
 
 
-def onnx_parent(src: Path) -> Artifact:
+def onnx_parent(src: Path, built: str = "OpenVINO IR") -> Artifact:
     """The source artifact, checked: a plain fp32 ONNX export."""
     art = load_artifact(src)
     m = art.manifest
     if m.backend != "onnxruntime" or m.precision != "fp32" or m.source.get("parent") or not m.model_file.endswith(".onnx"):
-        raise ArtifactError(f"'{src}' is a {m.backend} {m.precision} artifact; OpenVINO IR is built from the plain "
+        raise ArtifactError(f"'{src}' is a {m.backend} {m.precision} artifact; {built} is built from the plain "
                             f"onnxruntime fp32 export (not a derived artifact). Fix: `distilbert-deploy export "
                             f"--task {m.task}` first")
     return art

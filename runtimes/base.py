@@ -25,6 +25,7 @@ class RuntimeOptions:
     hint: str | None = None  # openvino: "latency" (one request) or "throughput" (rows in parallel); None = latency
     static_shapes: bool = False  # openvino: compile one shape-specialized model per input shape seen (LRU)
     spin: bool | None = None  # onnxruntime: intra-op threads spin-wait between operators; None = ORT's default (on)
+    cuda_graphs: bool = False  # tensorrt: capture one CUDA graph per (profile, shape) and replay it
 
     def __post_init__(self):
         if self.device not in DEVICES:

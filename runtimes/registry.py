@@ -33,6 +33,8 @@ BACKENDS: dict[str, BackendEntry] = {
         BackendEntry("torch", "runtimes.torch_backend:TorchRuntime", ("torch", "transformers"), "export"),
         BackendEntry("onnxruntime", "runtimes.ort_backend:OrtRuntime", ("onnxruntime",), "ort"),
         BackendEntry("openvino", "runtimes.openvino_backend:OpenVinoRuntime", ("openvino",), "openvino"),
+        # the flavor's module (tensorrt or tensorrt_rtx) is the manifest's to name: the runtime checks it first
+        BackendEntry("tensorrt", "runtimes.tensorrt_backend:TensorRtRuntime", ("torch",), "export"),
     )
 }
 

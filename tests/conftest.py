@@ -41,9 +41,15 @@ def _inc():
         return "needs .venv-inc (make venv-inc)"
 
 
+def _tensorrt():
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_rtx") is None:
+        return ("needs module 'tensorrt' (full TensorRT from NVIDIA's index) or 'tensorrt_rtx' "
+                "(pip install '.[tensorrt-rtx]')")
+
+
 PROBES = {
     "gpu": _gpu,
-    "tensorrt": _module("tensorrt", "tensorrt"),
+    "tensorrt": _tensorrt,
     "openvino": _module("openvino", "openvino"),
     "inc": _inc,
 }

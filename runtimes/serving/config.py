@@ -23,6 +23,8 @@ class ServeConfig:
     max_padding: float = 0.1  # padding a batch may add, as a fraction of its tokens (1 = any)
     instances: int = 1
     threads: int | None = None  # intra-op threads per instance; None = the backend's default
+    device: str = "cpu"  # cuda: onnxruntime's CUDA provider, TensorRT engines
+    cuda_graphs: bool = False  # tensorrt: one CUDA graph per (profile, shape)
     spin: bool | None = None  # onnxruntime: False = threads sleep between operators (frees cores for the event loop)
     timeout_s: float = 30.0  # a request's deadline, from arrival
     drain_timeout_s: float = 30.0

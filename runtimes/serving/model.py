@@ -105,7 +105,8 @@ class ServedModel:
     def load(self, observer: BatchObserver | None = None) -> None:
         from ..tasks import TaskPipeline, load_tokenizer
 
-        options = RuntimeOptions(threads=self.cfg.threads, spin=self.cfg.spin)
+        options = RuntimeOptions(device=self.cfg.device, threads=self.cfg.threads, spin=self.cfg.spin,
+                                 cuda_graphs=self.cfg.cuda_graphs)
         cls = runtime_class(self.manifest.backend)
         self.runtimes = [cls(self.artifact, options).load() for _ in range(self.cfg.instances)]
         self.tokenizer = load_tokenizer(self.artifact.path)

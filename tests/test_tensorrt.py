@@ -1,0 +1,351 @@
+"""TensorRT fp16 engines: RTX builds here without a GPU (every tiny head, two default heads), the fp32 islands in
+the parsed network, TensorRT's header check, the manifest, cache reuse, and every refusal before TensorRT
+deserializes. Inference against PyTorch needs a GPU and TensorRT: marked, skipped here, failing under REQUIRE_HW."""
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtimes.artifact import load_artifact, sha256_file, update_manifest
+from runtimes.base import RuntimeOptions
+from runtimes.errors import ArtifactError, ArtifactMismatch, BackendUnavailable, ConfigError, ExportError, InputError
+from runtimes.heads import TASKS
+
+from conftest import skip_or_fail
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = ("sm89", "sm86")
+DEFAULT_TASKS = ("text-classification", "question-answering")
+
+
+@pytest.fixture(scope="session")
+def rtx():
+    from runtimes.tensorrt_flavor import Flavor, available
+
+    if not available("tensorrt-rtx"):
+        skip_or_fail("tensorrt", "needs module 'tensorrt_rtx' (make venv: pip install '.[tensorrt-rtx]')")
+    return Flavor("tensorrt-rtx")
+
+
+def build(src, out, **kw):
+    from exporters.tensorrt_export import TrtExportConfig, export_trt
+
+    return export_trt(TrtExportConfig(src=src, out=out, flavor="tensorrt-rtx", targets=kw.pop("targets", TARGETS), **kw))
+
+
+@pytest.fixture(scope="session")
+def tiny_engines(rtx, tiny_artifacts, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-trt")
+    return {task: (build(tiny_artifacts[task, "onnxruntime"], root / task), root / task) for task in TASKS}
+
+
+@pytest.fixture(scope="session")
+def default_engines(rtx, tmp_path_factory):
+    from exporters.onnx_export import ExportConfig, export
+
+    root = tmp_path_factory.mktemp("default-trt")
+    out = {}
+    for task in DEFAULT_TASKS:
+        export(ExportConfig(model="default", task=task, out=root / task / "onnx"))
+        out[task] = (build(root / task / "onnx", root / task / "trt"), root / task / "trt")
+    return out
+
+
+def engine_of(tiny_engines, default_engines, which):
+    model, task = which.split(":")
+    return (tiny_engines if model == "tiny" else default_engines)[task]
+
+
+CASES = [f"tiny:{t}" for t in TASKS] + [f"default:{t}" for t in DEFAULT_TASKS]
+
+
+@pytest.mark.parametrize("which", CASES)
+def test_every_head_builds_an_rtx_engine_for_two_targets_with_bucketed_profiles(tiny_engines, default_engines, which):
+    m, path = engine_of(tiny_engines, default_engines, which)
+    r = m.recipe
+    assert (m.backend, m.precision, m.model_file) == ("tensorrt", "fp16", "model.engine")
+    assert r["flavor"] == "tensorrt-rtx" and r["compute_capabilities"] == list(TARGETS) and r["strongly_typed"]
+    assert [p["name"] for p in r["profiles"]] == ["seq<=64", "seq<=128", "seq<=512"]
+    assert [p["sequence"]["max"] for p in r["profiles"]] == [64, 128, 512]
+    assert all(p["sequence"]["min"] == 1 and 1 <= p["sequence"]["opt"] <= p["sequence"]["max"] for p in r["profiles"])
+    # opt of the short buckets from real tweet lengths: most tweets are 20..40 tokens, so not the bound
+    assert "train tweets" in r["profiles"][0]["opt_from"] and 16 <= r["profiles"][0]["sequence"]["opt"] < 64
+    multiple_choice = m.task == "multiple-choice"
+    assert all(("num_choices" in p) == multiple_choice for p in r["profiles"])
+    if multiple_choice:
+        assert r["profiles"][0]["num_choices"] == {"min": 1, "opt": 4, "max": 8}
+    assert m.shape_profile["max"]["sequence"] == 512 and m.shape_profile["min"]["sequence"] == 1
+    size = (path / "model.engine").stat().st_size
+    assert size == r["engine_bytes"] > 1 << 20
+    assert load_artifact(path).manifest == m  # every checksum holds
+
+
+def test_islands_are_fp32_in_the_parsed_network_and_the_check_can_fail(rtx, tiny_engines, default_engines, tmp_path):
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    import onnx
+
+    from exporters.tensorrt_fp16 import check_islands
+
+    m, path = default_engines["text-classification"]
+    islands = m.recipe["fp32_islands"]
+    assert islands["ops"] == {"LayerNormalization": 13, "Softmax": 6, "Erf": 6}  # 6 layers + embeddings
+    assert islands["checked_layers"] == len(islands["nodes"]) == 25
+
+    def parsed(onnx_path):
+        net = rtx.network(rtx.trt.Builder(rtx.logger))
+        parser = rtx.trt.OnnxParser(net, rtx.logger)
+        assert parser.parse_from_file(str(onnx_path))
+        return net, parser
+
+    net, _ = parsed(path / "model.fp16.onnx")
+    assert check_islands(net, rtx.trt, islands) == 25
+    # the same nodes converted without islands: the check sees them in half precision
+    plain = convert_float_to_float16(onnx.load(str(m.source["parent"]["path"]) + "/model.onnx"), keep_io_types=True)
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    net, _ = parsed(tmp_path / "plain.onnx")
+    with pytest.raises(ExportError, match=r"25 fp32 island\(s\) are not fp32.*DataType.HALF"):
+        check_islands(net, rtx.trt, islands)
+
+
+def test_engine_validity_clean_for_the_engine_and_malformed_for_a_corrupted_header(rtx, tiny_engines):
+    data = (tiny_engines["text-classification"][1] / "model.engine").read_bytes()
+    good = rtx.engine_validity(data)
+    assert good.checked and "MALFORMED_ENGINE" not in good.diagnostics
+    assert good.diagnostics == ()  # without a GPU: not checkable against a device, and nothing wrong with it
+    bad = bytearray(data)
+    bad[:4] = b"\0\0\0\0"
+    assert "MALFORMED_ENGINE" in rtx.engine_validity(bytes(bad)).diagnostics
+
+
+def test_manifest_holds_every_engine_fact(rtx, tiny_engines):
+    m, path = tiny_engines["question-answering"]
+    r = m.recipe
+    assert r["tensorrt_version"] == rtx.version == m.versions["tensorrt-rtx"] and r["cuda_version"] == "13"
+    assert r["build_gpu"] is None  # RTX builds ahead of time; full TensorRT records the build GPU here
+    assert r["hardware_compatibility"] == "none" and r["version_compatible"] is False
+    assert r["build_seconds"] > 0 and r["engine_bytes"] == (path / "model.engine").stat().st_size
+    assert m.files["model.engine"] == sha256_file(path / "model.engine")
+    assert m.files["model.fp16.onnx"] == sha256_file(path / "model.fp16.onnx")
+    log = (path / "build.log").read_text()
+    assert r["build_log"]["warnings"] == log.count("\n[W] ") + log.startswith("[W] ") >= 2  # the Int64 binding notes
+    assert "Int64 binding" in log and "seq<=" not in log  # TensorRT's own log, verbose (layer table) included
+    assert len(log.splitlines()) > 1000
+    assert r["fp32_islands"]["ops"] == {"LayerNormalization": 5, "Softmax": 2, "Erf": 2}
+    assert r["cache"]["kind"] == "runtime" and r["cache"]["file"] == "runtime.cache" and r["progress_monitor"] is True
+    poly = r["reproduce"]["polygraphy"]
+    assert poly.startswith("env POLYGRAPHY_USE_TENSORRT_RTX=1 polygraphy convert model.fp16.onnx") and "--strongly-typed" in poly
+    assert poly.count("--trt-max-shapes") == 3 and "'input_ids:[64,512]'" in poly
+
+
+def test_recorded_polygraphy_command_rebuilds_the_engine(rtx, tiny_engines, tmp_path):
+    m, path = tiny_engines["text-classification"]
+    shutil.copytree(path, tmp_path / "a")
+    argv = shlex.split(m.recipe["reproduce"]["polygraphy"])
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    p = subprocess.run(argv[:-1] + [str(tmp_path / "poly.engine")], cwd=tmp_path / "a", env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "Optimization Profiles  | 3 profile(s)" in p.stdout + p.stderr
+    data = (tmp_path / "poly.engine").read_bytes()
+    assert len(data) > 1 << 20 and rtx.engine_validity(data).diagnostics == ()
+
+
+def test_second_build_reuses_the_cache(rtx, tiny_artifacts, tmp_path, monkeypatch):
+    src, out = tiny_artifacts["token-classification", "onnxruntime"], tmp_path / "trt"
+    first = build(src, out)
+    assert first.recipe["cache"]["reused_from"] is None
+    first_cache = sha256_file(out / "runtime.cache")
+    second = build(src, out)
+    assert second.recipe["cache"]["reused_from"]["path"] == str((out / "runtime.cache").absolute())
+    assert second.recipe["cache"]["reused_from"]["sha256"] == first_cache == second.files["runtime.cache"]
+    # A GPU run saves the JIT kernels it compiled beside the engine's sha (runtimes/tensorrt_backend.py); the next
+    # build of the same model carries them into the new artifact. Stand-in bytes: only the carrying is tested here.
+    monkeypatch.setenv("DISTILBERT_DEPLOY_CACHE", str(tmp_path / "cache"))
+    saved = tmp_path / "cache" / "tensorrt-rtx" / f"{second.files['model.engine']}.runtime.cache"
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(b"kernels compiled on an RTX GPU")
+    third = build(src, out)
+    assert (out / "runtime.cache").read_bytes() == b"kernels compiled on an RTX GPU"
+    assert third.recipe["cache"]["reused_from"]["path"] == str(saved) and third.recipe["cache"]["bytes"] == 30
+    # another model is never fed this cache
+    other = build(tiny_artifacts["text-classification", "onnxruntime"], out)
+    assert other.recipe["cache"]["reused_from"] is None and "not built from this model" in other.recipe["cache"]["not_reused"]
+
+
+def test_load_without_a_gpu_says_it_needs_one(tiny_engines, capsys):
+    from distilbert_deploy.cli import main
+    from runtimes.registry import load_runtime
+
+    path = tiny_engines["text-classification"][1]
+    with pytest.raises(BackendUnavailable, match=r"needs an NVIDIA GPU with tensorrt-rtx .*\(sm89, sm86\), and no CUDA "
+                                                 r"GPU is visible here") as e:
+        load_runtime(path, RuntimeOptions(device="cuda"))
+    assert "cudaError" not in str(e.value)
+    with pytest.raises(BackendUnavailable, match="device 'cpu' was asked for; TensorRT engines run on an NVIDIA GPU"):
+        load_runtime(path)
+    assert main(["predict", str(path), "--device", "cuda", "--text", "hi"]) == 2
+    assert "needs an NVIDIA GPU" in capsys.readouterr().err
+
+
+def _host(version, cc="sm89"):
+    from runtimes.tensorrt_backend import HostFacts
+
+    return HostFacts(True, version, "NVIDIA GeForce RTX 4090", cc)
+
+
+def test_manifest_edited_to_another_gpu_or_version_is_refused_naming_the_rebuild(rtx, tiny_engines, tmp_path):
+    from runtimes.artifact import read_manifest
+    from runtimes.tensorrt_backend import preflight
+
+    path = tmp_path / "a"
+    shutil.copytree(tiny_engines["fill-mask"][1], path)
+    preflight(read_manifest(path), _host(rtx.version))  # as built: an sm89 GPU with this TensorRT-RTX runs it
+    r = read_manifest(path).recipe
+    update_manifest(path, recipe={**r, "compute_capabilities": ["sm120"]})
+    with pytest.raises(ArtifactMismatch, match=r"engine built for sm120 with tensorrt-rtx .*this GPU \(NVIDIA GeForce "
+                                               r"RTX 4090\) is sm89\. Fix: rebuild for it with `make export-trt "
+                                               r"MODEL=tiny TASK=fill-mask TRT_FLAVOR=tensorrt-rtx"):
+        preflight(read_manifest(path), _host(rtx.version))
+    update_manifest(path, recipe={**r, "tensorrt_version": "1.6.0.1"})
+    with pytest.raises(ArtifactMismatch, match=r"built with tensorrt-rtx 1.6.0.1; this machine has "
+                                               rf"{rtx.version}.*Fix: rebuild with `make export-trt"):
+        preflight(read_manifest(path), _host(rtx.version))
+    update_manifest(path, recipe={**r, "tensorrt_version": "1.6.0.1", "version_compatible": True})
+    preflight(read_manifest(path), _host(rtx.version))  # version-compatible: a later release of the same major loads it
+    with pytest.raises(ArtifactMismatch, match="do not load across versions"):
+        preflight(read_manifest(path), _host("2.0.0.1"))
+    full = {**r, "flavor": "tensorrt", "hardware_compatibility": "ampere+", "compute_capabilities": ["sm86"]}
+    update_manifest(path, recipe=full)
+    preflight(read_manifest(path), _host(rtx.version, "sm90"))  # ampere+: any sm80+ GPU
+    with pytest.raises(ArtifactMismatch, match=r"is sm75"):
+        preflight(read_manifest(path), _host(rtx.version, "sm75"))
+
+
+def test_tampered_or_truncated_engine_is_refused_by_checksum(rtx, tiny_engines, tmp_path):
+    from runtimes.registry import load_runtime
+
+    path = tmp_path / "a"
+    shutil.copytree(tiny_engines["multiple-choice"][1], path)
+    data = bytearray((path / "model.engine").read_bytes())
+    (path / "model.engine").write_bytes(bytes(data[: len(data) // 2]))
+    assert rtx.engine_validity(bytes(data[: len(data) // 2])).diagnostics == ()  # TensorRT's header check passes it
+    with pytest.raises(ArtifactError, match="model.engine: sha256 mismatch"):
+        load_runtime(path, RuntimeOptions(device="cuda"))
+    data[len(data) // 2] ^= 0xFF
+    (path / "model.engine").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="failed its checksum check: model.engine"):
+        load_runtime(path, RuntimeOptions(device="cuda"))
+
+
+def test_shapes_pick_the_tightest_profile_and_one_outside_every_profile_is_refused(tiny_engines):
+    from runtimes.tensorrt_backend import TensorRtRuntime
+
+    rt = TensorRtRuntime(load_artifact(tiny_engines["text-classification"][1]), RuntimeOptions(device="cuda"))
+
+    def feed(batch, seq):
+        return {"input_ids": np.ones((batch, seq), np.int64), "attention_mask": np.ones((batch, seq), np.int64)}
+
+    assert [rt.select_profile(feed(1, n)) for n in (1, 64, 65, 128, 129, 512)] == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(InputError, match=r"outside every optimization profile.*seq<=64: batch 1..64, sequence 1..64"):
+        rt.select_profile(feed(65, 8))
+    mc = TensorRtRuntime(load_artifact(tiny_engines["multiple-choice"][1]), RuntimeOptions(device="cuda"))
+    ids = np.ones((2, 9, 16), np.int64)
+    with pytest.raises(InputError, match="num_choices 1..8"):
+        mc.select_profile({"input_ids": ids, "attention_mask": ids})
+
+
+def test_bad_profiles_fail_the_export_naming_the_profile(rtx, tiny_artifacts, tmp_path):
+    src = tiny_artifacts["text-classification", "onnxruntime"]
+    with pytest.raises(ConfigError, match=r"profile 'seq<=64': axis 'batch' has min/opt/max 1/100/64"):
+        build(src, tmp_path / "a", opt_batch=100)
+    with pytest.raises(ConfigError, match=r"profile 'seq<=1024': sequence max 1024 exceeds the model's 512"):
+        build(src, tmp_path / "b", buckets=(64, 1024))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _cli(*argv):
+    env = {**os.environ, "DISTILBERT_DEPLOY_QUIET": "1"}
+    return subprocess.run([sys.executable, "-m", "distilbert_deploy.cli", *map(str, argv)], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_full_tensorrt_missing_gives_the_two_fix_error(tiny_artifacts, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("full TensorRT is installed here")
+    p = _cli("export-trt", tiny_artifacts["text-classification", "onnxruntime"], "--out", tmp_path / "x")
+    assert p.returncode == 2
+    assert "missing: tensorrt" in p.stderr and "pypi.nvidia.com" in p.stderr and "TRT_FLAVOR=tensorrt-rtx" in p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_target_the_flavor_lacks_lists_the_ones_it_has(rtx, tiny_artifacts, tmp_path):
+    p = _cli("export-trt", tiny_artifacts["text-classification", "onnxruntime"], "--out", tmp_path / "x",
+             "--flavor", "tensorrt-rtx", "--targets", "sm89,sm90")
+    assert p.returncode == 2 and "cannot build for sm90" in p.stderr
+    assert "sm75, sm80, sm86, sm89, sm120, sm121" in p.stderr and not (tmp_path / "x").exists()
+
+
+def test_make_export_trt_builds_the_rtx_artifact(rtx, tmp_path):
+    env = {**os.environ, "DISTILBERT_DEPLOY_QUIET": "1"}
+    p = subprocess.run(["make", "-s", "export-trt", "MODEL=tiny", "TASK=token-classification", "TRT_FLAVOR=tensorrt-rtx",
+                        "TRT_TARGETS=sm89", f"ARTIFACTS_DIR={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    m = load_artifact(tmp_path / "tiny" / "token-classification" / "tensorrt-rtx-fp16").manifest
+    assert m.recipe["compute_capabilities"] == ["sm89"] and "can build for sm89" in p.stdout
+
+
+# ---------------------------------------------------------------- on a GPU with TensorRT
+
+
+@pytest.fixture(scope="session")
+def gpu_flavor():
+    """The flavor that can build for this GPU: full TensorRT, else TensorRT-RTX where it has this GPU's target."""
+    import torch
+
+    from runtimes.tensorrt_flavor import Flavor, available
+
+    cc = "sm{}{}".format(*torch.cuda.get_device_capability(0))
+    if available("tensorrt"):
+        return "tensorrt", ()
+    if available("tensorrt-rtx") and cc in Flavor("tensorrt-rtx").targets():
+        return "tensorrt-rtx", (cc,)
+    skip_or_fail("tensorrt", f"needs full TensorRT for this GPU ({cc}; TensorRT-RTX has no such target)")
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("task", TASKS)
+def test_engine_matches_pytorch_with_and_without_cuda_graphs(gpu_flavor, tiny_artifacts, task, tmp_path):
+    from benchmarks.parity.runner import ParityConfig, run_parity
+    from exporters.tensorrt_export import TrtExportConfig, export_trt
+    from runtimes.registry import load_runtime
+    from test_runtimes import feeds
+
+    flavor, targets = gpu_flavor
+    out = tmp_path / "trt"
+    export_trt(TrtExportConfig(src=tiny_artifacts[task, "onnxruntime"], out=out, flavor=flavor, targets=targets))
+    report = run_parity(ParityConfig(artifacts=(out,), device="cuda", write_manifest=False))
+    assert report.passed, [(c.name, c.value) for t in report.targets for c in t.checks if c.passed is False]
+    with load_runtime(tiny_artifacts[task, "torch"]) as ref, \
+            load_runtime(out, RuntimeOptions(device="cuda")) as eager, \
+            load_runtime(out, RuntimeOptions(device="cuda", cuda_graphs=True)) as graphs:
+        for feed in feeds(task == "multiple-choice"):
+            want, got = ref.infer(feed), eager.infer(feed)
+            again, replay = graphs.infer(feed), graphs.infer(feed)  # capture, then replay
+            for name in want:
+                cos = float(np.dot(want[name].ravel(), got[name].ravel()) /
+                            (np.linalg.norm(want[name]) * np.linalg.norm(got[name])))
+                assert got[name].shape == want[name].shape and cos > 0.999, (name, cos)
+                np.testing.assert_array_equal(again[name], got[name])
+                np.testing.assert_array_equal(replay[name], got[name])
+        assert graphs.describe()["captured_graphs"] == len(list(feeds(task == "multiple-choice")))

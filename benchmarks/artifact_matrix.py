@@ -9,6 +9,7 @@ passed parity."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -61,6 +62,11 @@ KINDS: tuple[Kind, ...] = (
     Kind("inc-int8", _q("inc", "int8"), "Neural Compressor static INT8 (onnx-neural-compressor)"),
     Kind("inc-int8-accuracy", _q("inc", "int8-accuracy"), "Neural Compressor INT8 with accuracy-aware tuning "
          "(same metrics)"),
+    Kind("tensorrt-rtx-fp16", ("export-trt", "{src}", "--out", "{out}", "--flavor", "tensorrt-rtx"),
+         "TensorRT-RTX fp16 engine, fp32 islands, profiles per sequence bucket (built without a GPU; runs on RTX GPUs)"),
+    *((Kind("tensorrt-fp16", ("export-trt", "{src}", "--out", "{out}", "--flavor", "tensorrt"),
+            "full TensorRT fp16 engine for this machine's GPU, fp32 islands"),)
+      if importlib.util.find_spec("tensorrt") else ()),  # full TensorRT builds only on the GPU it runs on
     Kind("onnxruntime-fp32-cls", ("export", "--model", "{model}", "--task", "{task}", "--cls-pruning", "--out", "{out}"),
          "ONNX fp32, last layer [CLS] row only", tasks=CLS_TASKS, why_not="the head reads every token"),
     Kind("openvino-int8-avx512-bf16-cls", _q("openvino", "int8", "avx512-bf16"), "NNCF INT8 (rest bf16) of the "
@@ -129,13 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     report = {"schema_version": 1, "model": a.model, "corpus": a.corpus, "types": [k.name for k in kinds],
               "summaries": {k.name: k.summary for k in kinds}, "tasks": tasks, "cells": cells,
               "command": "python -m benchmarks.artifact_matrix " + " ".join(argv if argv is not None else sys.argv[1:])}
+    for task in tasks:  # engines this machine cannot run are never judged here, and never shown as pass
+        for c in cells[task].values():
+            if c["status"] in ("built", "reused") and (why := not_runnable_here(Path(c["path"]))):
+                c.update(status="not run here", why=why)
     if not a.no_parity:
         if a.parity_from:
             targets = [t for f in a.parity_from for t in _corpus_checked(f, a.corpus)["targets"]]
         else:
             dirs = [c["path"] for t in tasks for c in cells[t].values() if c["status"] in ("built", "reused")]
-            subprocess.run([*CLI, "parity", *dirs, "--corpus", a.corpus, "--out", str(a.out)])
-            targets = json.loads((a.out / "parity.json").read_text())["targets"]
+            targets = []
+            if dirs:
+                subprocess.run([*CLI, "parity", *dirs, "--corpus", a.corpus, "--out", str(a.out)])
+                targets = json.loads((a.out / "parity.json").read_text())["targets"]
         for t in targets:
             task, name = Path(t["artifact"]).parts[-2:]
             if name in cells.get(task, {}):
@@ -146,9 +158,26 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(a.out / "matrix.json", json.dumps(report, indent=1))
     write_text_atomic(a.out / "matrix.md", render(report))
     print(f"wrote {a.out / 'matrix.md'} and {a.out / 'matrix.json'}")
-    ok = all(c["status"] in ("built", "reused", "n/a") and c.get("parity", "pass") == "pass"
+    ok = all(c["status"] in ("built", "reused", "n/a", "not run here") and c.get("parity", "pass") == "pass"
              for t in tasks for c in cells[t].values())
     return 0 if ok else 1
+
+
+def not_runnable_here(path: Path) -> str | None:
+    """Why this machine cannot run the artifact (TensorRT engines without their GPU), or None."""
+    from runtimes.artifact import read_manifest
+    from runtimes.errors import DeployError
+
+    m = read_manifest(path)
+    if m.backend != "tensorrt":
+        return None
+    from runtimes.tensorrt_backend import host_facts, preflight
+
+    try:
+        preflight(m, host_facts(m.recipe.get("flavor")))
+    except DeployError:
+        return f"needs an NVIDIA GPU with TensorRT ({', '.join(m.recipe.get('compute_capabilities') or [])})"
+    return None
 
 
 def _corpus_checked(path: Path, corpus: str) -> dict:
@@ -175,6 +204,8 @@ def render(report: dict) -> str:
                 row.append("BUILD FAILED")
             elif c["status"] == "n/a":
                 row.append("n/a")
+            elif c["status"] == "not run here":
+                row.append(f"built, not run here: {c['why']}")
             elif "parity" not in c:
                 row.append(c["status"])
             else:

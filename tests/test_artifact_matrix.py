@@ -32,6 +32,25 @@ def test_tiny_matrix_builds_judges_and_marks_non_applicable(tmp_path):
     assert again["status"] == "reused"
 
 
+def test_tensorrt_cells_are_built_but_never_shown_as_pass_without_their_gpu(tmp_path):
+    pytest.importorskip("tensorrt_rtx")
+    from runtimes.tensorrt_backend import host_facts
+
+    if host_facts("tensorrt-rtx").gpu is not None:
+        pytest.skip("this machine has a GPU: the engine is judged here")
+    out = tmp_path / "report"
+    rc = artifact_matrix.main(["--model", "tiny", "--artifacts", str(tmp_path / "art"), "--out", str(out),
+                               "--corpus", "ci", "--types", "tensorrt-rtx-fp16", "--tasks", "text-classification"])
+    cell = json.loads((out / "matrix.json").read_text())["cells"]["text-classification"]["tensorrt-rtx-fp16"]
+    assert cell["status"] == "not run here" and "parity" not in cell
+    assert cell["why"] == "needs an NVIDIA GPU with TensorRT (sm80, sm86, sm89, sm120)"
+    md = (out / "matrix.md").read_text()
+    assert ("| `tensorrt-rtx-fp16` | built, not run here: needs an NVIDIA GPU with TensorRT (sm80, sm86, sm89, sm120) |"
+            in md)
+    assert (tmp_path / "art" / "tiny" / "text-classification" / "tensorrt-rtx-fp16" / "model.engine").is_file()
+    assert rc == 0  # the source type passed; the engine is not a failure of this machine's run
+
+
 def test_failed_build_is_shown_with_its_error(tmp_path):
     report = {"model": "m", "corpus": "ci", "command": "c", "tasks": ["text-classification"], "types": ["x"],
               "summaries": {"x": "a type"}, "cells": {"text-classification": {"x": {"status": "build-failed",

@@ -122,8 +122,9 @@ def test_missing_backend_module_names_the_extra(monkeypatch):
 
 
 def test_import_runtimes_does_not_import_torch():
-    code = ("import runtimes, runtimes.registry, runtimes.pipeline, runtimes.ort_backend, sys; "
-            "bad = [m for m in ('torch', 'tensorrt', 'fastapi', 'uvicorn') if m in sys.modules]; assert not bad, bad")
+    code = ("import runtimes, runtimes.registry, runtimes.pipeline, runtimes.ort_backend, runtimes.tensorrt_backend, "
+            "runtimes.tensorrt_flavor, sys; bad = [m for m in ('torch', 'tensorrt', 'tensorrt_rtx', 'fastapi', 'uvicorn') "
+            "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

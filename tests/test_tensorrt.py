@@ -304,6 +304,23 @@ def test_make_export_trt_builds_the_rtx_artifact(rtx, tmp_path):
     assert m.recipe["compute_capabilities"] == ["sm89"] and "can build for sm89" in p.stdout
 
 
+def test_parity_and_bench_take_engines_on_the_gpu_with_device_resident_timing(tiny_engines, capsys):
+    from benchmarks.bench.config import BenchConfig
+    from benchmarks.bench.core import plan_targets
+    from benchmarks.bench.runners import make_runner
+    from distilbert_deploy.cli import main
+
+    path = tiny_engines["text-classification"][1]
+    plan, task, _ = plan_targets(BenchConfig((path,), baselines=(), peers=()))
+    (spec,) = plan.specs
+    assert (spec.kind, spec.device, task) == ("tensorrt", "cuda", "text-classification")
+    timing = make_runner(spec).timing
+    assert (timing.timer, timing.includes_copies) == ("torch.cuda.Event.elapsed_time", False)
+    # parity runs an engine on its GPU or not at all: here, exit 2 with the reason
+    assert main(["parity", str(path), "--out", str(path.parent / "parity"), "--no-manifest"]) == 2
+    assert "needs an NVIDIA GPU with tensorrt-rtx" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- on a GPU with TensorRT
 
 

@@ -62,6 +62,8 @@ def plan_targets(cfg: BenchConfig) -> tuple[Plan, str, str]:
         tid = name if seen[name] == 1 else f"{name}#{seen[name]}"
         spec = TargetSpec(tid, "artifact", str(path), None, device=cfg.device, threads=cfg.threads,
                           launcher=cfg.launcher, timing=cfg.timing)
+        if m.backend == "tensorrt":  # an engine runs on the GPU: device-resident inputs, CUDA-event timing
+            spec = TargetSpec(tid, "tensorrt", str(path), None, device="cuda", launcher=cfg.launcher)
         if missing := entry.missing():
             raise BackendUnavailable(m.backend, missing=missing, hint=entry.hint,
                                      detail=f"artifact {path} was asked for")

@@ -112,7 +112,8 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
         label = f"{m.task}-{m.backend}-{precision}"
         bar = progress.add_task(label, total=len(cases)) if progress else None
         t0 = time.perf_counter()
-        runtime = load_runtime(path, RuntimeOptions(device=cfg.device, precision=precision))
+        device = "cuda" if m.backend == "tensorrt" else cfg.device  # an engine runs on its GPU or not at all
+        runtime = load_runtime(path, RuntimeOptions(device=device, precision=precision))
         try:
             mk = dict(max_length=max_len, batch_size=batch)
             ref_pipe = TaskPipeline(Recorder(TorchReference(ref.model, m.task)), ref.tokenizer, m.task, ref.labels, **mk)
@@ -137,7 +138,7 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
             runtime.close()
         checks, fails = judge(m.task, results, tol, lambda cid: repro_command(path, precision, cfg, cid))
         passed = all(c.passed is not False for c in checks) and not fails
-        rep = TargetReport(str(path), m.task, m.backend, precision, cfg.device, f"torch fp32 cpu: {ref.name}",
+        rep = TargetReport(str(path), m.task, m.backend, precision, device, f"torch fp32 cpu: {ref.name}",
                            passed, len(cases), round(time.perf_counter() - t0, 2), tuple(checks), tuple(fails),
                            repro_command(path, precision, cfg), {k: v for k, v in vars(tol).items()})
         reports.append(rep)

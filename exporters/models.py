@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtimes.artifact import sha256_file
+from runtimes.artifact import cache_root, sha256_file
 from runtimes.errors import ModelSourceError
 from runtimes.heads import HeadSpec, get_head
 
@@ -48,11 +48,6 @@ class LoadedModel:
     tokenizer: "PreTrainedTokenizerFast"
     labels: tuple[str, ...] | None  # id2label in index order for classification tasks, else None
     source: dict  # JSON-able provenance: kind, id, sha256 or revision, notes
-
-
-def cache_root() -> Path:
-    env = os.environ.get("DISTILBERT_DEPLOY_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "distilbert-deploy"
 
 
 def load_model(source: str, task: str, *, cache_dir: Path | None = None) -> LoadedModel:

@@ -102,7 +102,7 @@ def export_trt(cfg: TrtExportConfig) -> Manifest:
                                opt_batch=cfg.opt_batch, max_batch=cfg.max_batch)
     previous = previous_cache(Path(cfg.out), art.manifest, cfg.flavor, flavor.version)
     with staging_dir(cfg.out) as tmp:
-        from .tensorrt_fp16 import check_islands, convert
+        from .tensorrt_fp16 import convert
 
         with step("convert to fp16 with fp32 islands (LayerNorm, Softmax, reductions, Pow/Sqrt/Erf, I/O)"):
             islands = convert(art.model_path, tmp / ONNX_FILE)
@@ -171,7 +171,7 @@ def build_engine(flavor: Flavor, tmp: Path, islands: dict, profiles, targets, pr
     if plan is None:
         errors = [m for s, m in flavor.logger.records if s in ("ERROR", "INTERNAL_ERROR")][-3:]
         raise ExportError(f"TensorRT {flavor.version} could not build the engine: {' | '.join(errors) or 'no reason logged'}. "
-                          f"Nothing was written; the builder log is above")
+                          f"Nothing was written")
     data = bytes(plan)
     write_file_atomic(tmp / ENGINE_FILE, data)
     cache_out = flavor.timing_cache(config)

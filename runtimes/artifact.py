@@ -81,6 +81,12 @@ class Artifact:
         return self.path / self.manifest.model_file
 
 
+def cache_root() -> Path:
+    """Where built models and run-time caches live: $DISTILBERT_DEPLOY_CACHE, else ~/.cache/distilbert-deploy."""
+    env = os.environ.get("DISTILBERT_DEPLOY_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "distilbert-deploy"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -11,19 +11,29 @@ for no gain here. Every shape runs in the tightest profile that covers it; with 
 one graph per (profile, shape) is captured and replayed."""
 from __future__ import annotations
 
+import atexit
 import importlib.util
-import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .artifact import cache_root
 from .base import Runtime
 from .errors import ArtifactMismatch, BackendUnavailable, ConfigError, DeployError, InputError
 from .tensorrt_flavor import MODULES, TWO_FIXES, sm_number
 
 MAX_GRAPHS = 32  # cuda_graphs: captured (profile, shape) graphs kept, least recently used dropped first
+_OPEN: "weakref.WeakSet[TensorRtRuntime]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_runtimes() -> None:
+    """Engines left open at exit are released here, before CUDA tears down (atexit runs first)."""
+    for runtime in list(_OPEN):
+        runtime.close()
 
 
 def rebuild_command(manifest) -> str:
@@ -101,11 +111,6 @@ def covering(profiles: list[dict], shape: dict) -> int | None:
     return min(fits, key=lambda i: (profiles[i]["sequence"]["max"], profiles[i]["batch"]["max"])) if fits else None
 
 
-def cache_root() -> Path:
-    env = os.environ.get("DISTILBERT_DEPLOY_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "distilbert-deploy"
-
-
 def saved_runtime_cache(engine_sha256: str) -> Path | None:
     """The RTX runtime cache a GPU run of this engine saved (the artifact itself is never rewritten)."""
     path = cache_root() / "tensorrt-rtx" / f"{engine_sha256}.runtime.cache"
@@ -171,6 +176,7 @@ class TensorRtRuntime(Runtime):
         self.active_profile: int | None = None
         self.graphs: OrderedDict = OrderedDict()
         self.torch = torch
+        _OPEN.add(self)
 
     def _runtime_cache_bytes(self) -> bytes:
         m = self.manifest
@@ -185,6 +191,9 @@ class TensorRtRuntime(Runtime):
         from .base import check_feed
 
         check_feed(self.artifact, feed)
+        return self._to_device(feed)
+
+    def _to_device(self, feed: dict[str, np.ndarray]) -> tuple[int, dict]:
         idx = self.select_profile(feed)
         return idx, {k: self.torch.from_numpy(np.ascontiguousarray(v)).to("cuda") for k, v in feed.items()}
 
@@ -203,6 +212,10 @@ class TensorRtRuntime(Runtime):
             outputs = self._bind(idx, inputs)
             self._enqueue()
             if self.options.cuda_graphs:  # first run of this shape done eagerly (TensorRT's shape setup); capture now
+                capturable = getattr(self.context, "is_stream_capturable", None)
+                if capturable is not None and not capturable(self.stream.cuda_stream):
+                    raise BackendUnavailable("tensorrt", detail="this engine's execution context cannot be captured "
+                                             "into a CUDA graph", hint="run without cuda_graphs (--cuda-graphs off)")
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, stream=self.stream):
                     self._enqueue()
@@ -232,7 +245,7 @@ class TensorRtRuntime(Runtime):
             raise DeployError(f"TensorRT execute_async_v3 failed: {why or 'no reason logged'}")
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        idx, inputs = self.device_feed(feed)
+        idx, inputs = self._to_device(feed)  # Runtime.infer has checked the feed
         outputs = self.run_device(idx, inputs)
         self.stream.synchronize()
         return {name: t.cpu().numpy() for name, t in outputs.items()}
@@ -248,6 +261,7 @@ class TensorRtRuntime(Runtime):
         return out
 
     def _close(self) -> None:
+        _OPEN.discard(self)
         self.torch.cuda.synchronize()
         self.graphs.clear()
         if self.rt_cache is not None:

@@ -122,6 +122,40 @@ def tiny_openvino(tiny_artifacts, tmp_path_factory):
     return build
 
 
+@pytest.fixture(scope="session")
+def tiny_tensorrt(tiny_artifacts, tmp_path_factory):
+    """build(task) -> TensorRT fp16 engine artifact of the tiny model for this machine's GPU, once per session:
+    full TensorRT when installed, else TensorRT-RTX where it has this GPU's target (never sm90)."""
+    root = tmp_path_factory.mktemp("tiny-tensorrt")
+    built = {}
+
+    def build(task: str):
+        if task not in built:
+            from exporters.tensorrt_export import TrtExportConfig, export_trt
+
+            flavor, targets = gpu_flavor()
+            export_trt(TrtExportConfig(src=tiny_artifacts[task, "onnxruntime"], out=root / task, flavor=flavor,
+                                       targets=targets))
+            built[task] = root / task
+        return built[task]
+
+    return build
+
+
+def gpu_flavor() -> tuple[str, tuple[str, ...]]:
+    """The TensorRT flavor that can build for this GPU, and its targets."""
+    import torch
+
+    from runtimes.tensorrt_flavor import Flavor, available
+
+    cc = "sm{}{}".format(*torch.cuda.get_device_capability(0))
+    if available("tensorrt"):
+        return "tensorrt", ()
+    if available("tensorrt-rtx") and cc in Flavor("tensorrt-rtx").targets():
+        return "tensorrt-rtx", (cc,)
+    skip_or_fail("tensorrt", f"needs full TensorRT for this GPU ({cc}): TensorRT-RTX has no {cc} target")
+
+
 def int8_config(src, out, method: str = "int8", calibration_size: int = 32, max_accuracy_drop: float = 0.01):
     """A QuantizeConfig for the OpenVINO NNCF recipe."""
     from quantization.config import QuantizeConfig

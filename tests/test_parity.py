@@ -18,6 +18,7 @@ ROWS = (
     ("torch", "fp16", "cuda", (pytest.mark.gpu,)),
     ("openvino", "fp32", "cpu", (pytest.mark.openvino,)),
     ("openvino", "int8", "cpu", (pytest.mark.openvino,)),
+    ("tensorrt", "fp16", "cuda", (pytest.mark.gpu, pytest.mark.tensorrt)),
 )
 MATRIX = [pytest.param(task, backend, precision, device, id=f"{task}-{backend}-{precision}", marks=marks)
           for task in TASKS for backend, precision, device, marks in ROWS]
@@ -34,9 +35,10 @@ def test_every_backend_has_parity_rows():
 
 
 @pytest.mark.parametrize("task,backend,precision,device", MATRIX)
-def test_parity(tiny_artifacts, tiny_openvino, task, backend, precision, device):
+def test_parity(tiny_artifacts, tiny_openvino, tiny_tensorrt, task, backend, precision, device):
     require_backend(backend)
-    path = tiny_openvino(task, precision) if backend == "openvino" else tiny_artifacts[task, backend]
+    path = {"openvino": lambda: tiny_openvino(task, precision), "tensorrt": lambda: tiny_tensorrt(task)}.get(
+        backend, lambda: tiny_artifacts[task, backend])()
     report = parity([path], precisions=(precision,), device=device)
     (t,) = report.targets
     failing = [c for c in t.checks if c.passed is False]

@@ -1,7 +1,6 @@
 """TensorRT fp16 engines: RTX builds here without a GPU (every tiny head, two default heads), the fp32 islands in
 the parsed network, TensorRT's header check, the manifest, cache reuse, and every refusal before TensorRT
 deserializes. Inference against PyTorch needs a GPU and TensorRT: marked, skipped here, failing under REQUIRE_HW."""
-import hashlib
 import json
 import os
 import shlex
@@ -311,8 +310,10 @@ def test_parity_and_bench_take_engines_on_the_gpu_with_device_resident_timing(ti
     from distilbert_deploy.cli import main
 
     path = tiny_engines["text-classification"][1]
-    plan, task, _ = plan_targets(BenchConfig((path,), baselines=(), peers=()))
-    (spec,) = plan.specs
+    plan, task, _ = plan_targets(BenchConfig((path,), baselines=("torch-cudagraphs-fp16",), peers=()))
+    (spec,) = plan.specs  # the CUDA-graph baseline an engine must beat is CUDA only: skipped on this CPU run
+    assert [(t.id, t.reason) for t in plan.skipped] == [("torch-cudagraphs-fp16",
+                                                          "fp16 torch runs on CUDA only (--device cuda)")]
     assert (spec.kind, spec.device, task) == ("tensorrt", "cuda", "text-classification")
     timing = make_runner(spec).timing
     assert (timing.timer, timing.includes_copies) == ("torch.cuda.Event.elapsed_time", False)
@@ -324,35 +325,15 @@ def test_parity_and_bench_take_engines_on_the_gpu_with_device_resident_timing(ti
 # ---------------------------------------------------------------- on a GPU with TensorRT
 
 
-@pytest.fixture(scope="session")
-def gpu_flavor():
-    """The flavor that can build for this GPU: full TensorRT, else TensorRT-RTX where it has this GPU's target."""
-    import torch
-
-    from runtimes.tensorrt_flavor import Flavor, available
-
-    cc = "sm{}{}".format(*torch.cuda.get_device_capability(0))
-    if available("tensorrt"):
-        return "tensorrt", ()
-    if available("tensorrt-rtx") and cc in Flavor("tensorrt-rtx").targets():
-        return "tensorrt-rtx", (cc,)
-    skip_or_fail("tensorrt", f"needs full TensorRT for this GPU ({cc}; TensorRT-RTX has no such target)")
-
-
 @pytest.mark.gpu
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("task", TASKS)
-def test_engine_matches_pytorch_with_and_without_cuda_graphs(gpu_flavor, tiny_artifacts, task, tmp_path):
-    from benchmarks.parity.runner import ParityConfig, run_parity
-    from exporters.tensorrt_export import TrtExportConfig, export_trt
+def test_engine_matches_pytorch_with_and_without_cuda_graphs(tiny_tensorrt, tiny_artifacts, task):
+    """Parity (fp16 tolerances) runs in tests/test_parity.py; here: raw outputs, eager against CUDA graphs."""
     from runtimes.registry import load_runtime
     from test_runtimes import feeds
 
-    flavor, targets = gpu_flavor
-    out = tmp_path / "trt"
-    export_trt(TrtExportConfig(src=tiny_artifacts[task, "onnxruntime"], out=out, flavor=flavor, targets=targets))
-    report = run_parity(ParityConfig(artifacts=(out,), device="cuda", write_manifest=False))
-    assert report.passed, [(c.name, c.value) for t in report.targets for c in t.checks if c.passed is False]
+    out = tiny_tensorrt(task)
     with load_runtime(tiny_artifacts[task, "torch"]) as ref, \
             load_runtime(out, RuntimeOptions(device="cuda")) as eager, \
             load_runtime(out, RuntimeOptions(device="cuda", cuda_graphs=True)) as graphs:
@@ -365,4 +346,17 @@ def test_engine_matches_pytorch_with_and_without_cuda_graphs(gpu_flavor, tiny_ar
                 assert got[name].shape == want[name].shape and cos > 0.999, (name, cos)
                 np.testing.assert_array_equal(again[name], got[name])
                 np.testing.assert_array_equal(replay[name], got[name])
-        assert graphs.describe()["captured_graphs"] == len(list(feeds(task == "multiple-choice")))
+        assert graphs.describe()["captured_graphs"] == len({f["input_ids"].shape for f in feeds(task == "multiple-choice")})
+
+
+def test_build_report_reads_its_figures_from_the_manifests(rtx, tmp_path):
+    from benchmarks import trt_builds
+
+    assert trt_builds.main(["--model", "tiny", "--tasks", "multiple-choice", "--targets", "sm86",
+                            "--artifacts", str(tmp_path / "art"), "--out", str(tmp_path / "out")]) == 0
+    (row,) = json.loads((tmp_path / "out" / "trt-builds.json").read_text())["rows"]
+    m = load_artifact(tmp_path / "art" / "tiny" / "multiple-choice" / "tensorrt-rtx-fp16").manifest
+    assert row["engine_bytes"] == m.recipe["engine_bytes"] and row["build_seconds"] == m.recipe["build_seconds"]
+    assert row["targets"] == ["sm86"] and row["fp32_islands"] == 9
+    md = (tmp_path / "out" / "trt-builds.md").read_text()
+    assert f"| multiple-choice | {row['build_seconds']:.1f} |" in md

@@ -15,6 +15,7 @@ BASELINES = {  # id -> (precision, compile)
     "torch-eager-fp32": ("fp32", False), "torch-eager-bf16": ("bf16", False),
     "torch-compile-fp32": ("fp32", True), "torch-compile-bf16": ("bf16", True),
     "torch-eager-fp16": ("fp16", False),  # CUDA only
+    "torch-cudagraphs-fp16": ("fp16", "reduce-overhead"),  # CUDA only: torch.compile with CUDA graphs
 }
 PEERS = ("ort-default", "ov-nncf", "optimum-ort", "optimum-ov")
 SPLITS = ("heldout", "train")

@@ -288,7 +288,7 @@ def read_accuracy(path: Path | None, specs: list[TargetSpec]) -> dict:
     out = {}
     for s in specs:
         art = str(Path(s.artifact).resolve())
-        if s.kind == "artifact":
+        if s.kind in ("artifact", "tensorrt"):
             prec = read_manifest(s.artifact).precision
             t = by.get((art, prec))
         elif s.kind == "torch" and not s.compile:

@@ -24,7 +24,7 @@ class TargetSpec:
     kind: str
     artifact: str  # the artifact dir (torch baselines and peers: the artifact whose source / ONNX they use)
     precision: str | None = None
-    compile: bool = False  # torch: torch.compile
+    compile: bool | str = False  # torch: torch.compile (a str: its mode, e.g. "reduce-overhead" = CUDA graphs)
     device: str = "cpu"
     threads: int | None = None
     launcher: str = "inprocess"  # or "subprocess"
@@ -200,7 +200,8 @@ class TorchRunner(Runner):
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         model = loaded.model.to(device=s.device, dtype=dtype).eval()
         self.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        self.model = torch.compile(model) if s.compile else model
+        mode = s.compile if isinstance(s.compile, str) else None
+        self.model = torch.compile(model, mode=mode) if s.compile else model
         self.outputs = [t.name for t in self.artifact.manifest.outputs]
         if self.timing.sync:
             self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

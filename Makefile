@@ -98,6 +98,34 @@ export-trt: $(STAMP)
 	@test -f $(TRT_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(TRT_SRC)
 	$(BIN)/distilbert-deploy export-trt $(TRT_SRC) --out $(TRT_OUT) $(TRT_FLAGS)
 
+# Triton model repository (exporters/triton_repo.py). ARTIFACT: artifact dir(s) (default: the ONNX fp32 artifact of
+# MODEL/TASK, exported first when missing); TRITON_OUT; TRITON_ARGS: --python-runtime, --max-batch-size N,
+# --instances N, --kind cpu|gpu, --onnx-tensorrt (see `distilbert-deploy export-triton -h`).
+TRITON_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+TRITON_ARTIFACTS ?= $(if $(filter command line,$(origin ARTIFACT)),$(ARTIFACT),$(TRITON_SRC))
+TRITON_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),triton-repository)
+TRITON_ARGS ?=
+.PHONY: export-triton venv-triton
+export-triton: $(STAMP)
+	@test "$(TRITON_ARTIFACTS)" != "$(TRITON_SRC)" || test -f $(TRITON_SRC)/manifest.json || \
+		$(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(TRITON_SRC)
+	$(BIN)/distilbert-deploy export-triton $(TRITON_ARTIFACTS) --out $(TRITON_OUT) $(TRITON_ARGS)
+
+# A real Triton server for the --python-runtime repository: nvidia-pytriton bundles tritonserver (python backend
+# only) and pins numpy 1.26, so it lives in its own venv with this project (core + onnxruntime + openvino) installed
+# for the python models. `make test` builds it (tests/test_triton.py serves a repository with it).
+VENV_TRITON ?= .venv-triton
+TRITON_STAMP := $(VENV_TRITON)/.installed-triton
+venv-triton: $(TRITON_STAMP)
+
+$(TRITON_STAMP): pyproject.toml
+	@test -x $(VENV_TRITON)/bin/python || $(PYTHON) -m venv $(VENV_TRITON)
+	$(VENV_TRITON)/bin/python -m pip install -q --upgrade pip
+	$(VENV_TRITON)/bin/python -m pip install -q 'nvidia-pytriton==0.7.*' 'numpy==1.26.*' -e '.[ort,openvino]'
+	@touch $@
+
+test: $(TRITON_STAMP)
+
 # Intel Neural Compressor: its own venv, because onnx-neural-compressor pins numpy 1.x and needs the undeclared
 # prettytable and scipy. No project install, no torch: quantization/inc.py (main venv) tokenizes everything and runs
 # quantization/inc_worker.py with this python. Then `make quantize BACKEND=inc METHOD=int8-accuracy` (or int8).

@@ -132,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only check the flavor's module, its targets and the build GPU; build nothing")
     t.set_defaults(run=cmd_export_trt)
 
+    x = sub.add_parser("export-triton", help="artifacts -> a Triton model repository (native backends or the "
+                                             "project's runtime in the python backend, plus a text ensemble)",
+                       description="Exit 0: repository written (every config.pbtxt schema-checked); 2: bad input, "
+                                   "nothing written.")
+    x.add_argument("artifact", type=Path, nargs="+", help="artifact directories; each is a model named by its directory")
+    x.add_argument("--out", type=Path, required=True, help="the repository directory")
+    x.add_argument("--name", action="append", default=[], help="model name per artifact, in order (repeatable)")
+    x.add_argument("--max-batch-size", type=int, default=16)
+    x.add_argument("--max-queue-delay-us", type=int, default=2000, help="Triton dynamic batcher's queue delay")
+    x.add_argument("--instances", type=int, default=1, help="instance_group count per model")
+    x.add_argument("--kind", choices=["cpu", "gpu"], help="instance kind (default: gpu for TensorRT, cpu otherwise)")
+    x.add_argument("--python-runtime", action="store_true",
+                   help="serve each artifact through this project's runtime in Triton's python backend (any Triton)")
+    x.add_argument("--onnx-tensorrt", action="store_true", help="ONNX on GPU: ORT's TensorRT accelerator, fp16")
+    x.set_defaults(run=cmd_export_triton)
+
     s = sub.add_parser("serve", help="serve artifacts over OIP v2 REST (Triton/KServe clients) and a task endpoint",
                        description="Serve verified artifacts: OIP v2 REST (/v2/...), the pipeline-style task endpoint "
                                    "(/v1/models/NAME/predict) and Prometheus /metrics, with dynamic batching. "
@@ -309,6 +325,20 @@ def cmd_export_openvino(args) -> None:
     diffs = ", ".join(f"{k} {x:.2g}" for k, x in m.parity["export_validation"]["max_abs_diff"].items())
     print(f"wrote openvino {m.precision} artifact for {m.task} to {out} "
           f"(INFERENCE_PRECISION_HINT={m.recipe['inference_precision_hint']}); max abs diff vs ONNX: {diffs}")
+
+
+def cmd_export_triton(args) -> None:
+    from exporters.triton_repo import TritonExportConfig, export_triton
+
+    record = export_triton(TritonExportConfig(
+        artifacts=tuple(args.artifact), out=args.out, names=tuple(args.name), max_batch_size=args.max_batch_size,
+        instances=args.instances, kind=args.kind, python_runtime=args.python_runtime,
+        max_queue_delay_us=args.max_queue_delay_us, onnx_tensorrt=args.onnx_tensorrt))
+    for name, m in record["models"].items():
+        print(f"{name}: {m['task']} {m['backend']} {m['precision']} -> Triton {m['triton_backend']} "
+              f"(KIND_{m['kind'].upper()}), text ensemble {m['text_ensemble']}")
+    print(f"wrote {args.out} (every config.pbtxt parsed against Triton's ModelConfig schema); "
+          f"serve it: tritonserver --model-repository {args.out}")
 
 
 def cmd_export_trt(args) -> None:

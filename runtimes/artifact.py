@@ -211,13 +211,13 @@ def write_file_atomic(target: str | os.PathLike, data: bytes) -> None:
 
 
 @contextmanager
-def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
+def staging_dir(final: str | os.PathLike, marker: str = MANIFEST_NAME) -> Iterator[Path]:
     """Yield an empty temp dir beside `final`; on success rename it into place, on error delete it.
 
-    An existing artifact at `final` is replaced only once the new one is complete."""
+    An existing artifact at `final` (a directory holding `marker`) is replaced only once the new one is complete."""
     final = Path(final).absolute()
-    if final.exists() and not (final.is_dir() and ((final / MANIFEST_NAME).exists() or not any(final.iterdir()))):
-        raise ArtifactError(f"refusing to overwrite '{final}': it exists and is not an artifact directory. "
+    if final.exists() and not (final.is_dir() and ((final / marker).exists() or not any(final.iterdir()))):
+        raise ArtifactError(f"refusing to overwrite '{final}': it exists and is not a directory this tool wrote. "
                             f"Fix: choose another --out or remove it")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))

@@ -86,7 +86,7 @@ def test_staging_dir_replaces_an_artifact_only_when_complete(artifact_copy):
 
 def test_staging_dir_refuses_to_clobber_other_directories(tmp_path):
     (tmp_path / "precious.txt").write_text("keep")
-    with pytest.raises(ArtifactError, match="not an artifact directory"):
+    with pytest.raises(ArtifactError, match="not a directory this tool wrote"):
         with staging_dir(tmp_path):
             pass
     assert (tmp_path / "precious.txt").read_text() == "keep"

@@ -96,7 +96,7 @@ class ServedModel:
             raise ConfigError(f"--max-batch-size {cfg.max_batch_size} is over what '{path}' accepts "
                               f"({self.max_rows} rows, its shape profile). Fix: --max-batch-size {self.max_rows} or "
                               f"less, or re-export with --max-batch {cfg.max_batch_size}")
-        self.text_inputs = TEXT_INPUTS.get(m.task, (("text", True),))
+        self.text_inputs = text_inputs(m.task)
         self.runtimes: list = []
         self.batcher: DynamicBatcher | None = None
         self.ready = False
@@ -175,38 +175,7 @@ class ServedModel:
         return self.pipelines["truncate" if truncation else "error"]
 
     def text_inputs_of(self, tensors: dict[str, np.ndarray]) -> list:
-        """OIP BYTES inputs -> the task layer's inputs, one per batch row."""
-        names = {n for n, _ in self.text_inputs}
-        if unknown := sorted(set(tensors) - names):
-            raise InputError(f"model '{self.name}' ({self.manifest.task}) has no input {unknown}. Expected raw tensors "
-                             f"{[t.name for t in self.manifest.inputs]} or text inputs {sorted(names)}")
-        if missing := [n for n, req in self.text_inputs if req and n not in tensors]:
-            raise InputError(f"model '{self.name}' ({self.manifest.task}) text request lacks {missing}; it takes "
-                             f"{[n for n, _ in self.text_inputs]} as BYTES")
-        cols = {}
-        for name, arr in tensors.items():
-            if arr.dtype != np.object_:
-                raise InputError(f"input '{name}' must be BYTES (UTF-8 text)")
-            want = 2 if name == "choices" else 1
-            if name != "choices" and arr.ndim == 2 and arr.shape[1] == 1:
-                arr = arr[:, 0]
-            if arr.ndim != want or arr.shape[0] == 0:
-                raise InputError(f"input '{name}' has shape {list(arr.shape)}; expected "
-                                 + ("[N, C] (N prompts, C choices each)" if want == 2 else "[N] or [N, 1]")
-                                 + " with N >= 1")
-            cols[name] = [_utf8(x, name, i) for i, x in enumerate(arr.reshape(arr.shape[0], -1).tolist())]
-        sizes = {n: len(c) for n, c in cols.items()}
-        if len(set(sizes.values())) != 1:
-            raise InputError(f"text inputs must have the same batch size; got {sizes}")
-        n = next(iter(sizes.values()))
-        task = self.manifest.task
-        if task == "question-answering":
-            return [{"question": q[0], "context": c[0]} for q, c in zip(cols["question"], cols["context"])]
-        if task == "multiple-choice":
-            return [{"prompt": p[0], "choices": cs} for p, cs in zip(cols["prompt"], cols["choices"])]
-        if "text_pair" in cols:
-            return [{"text": t[0], "text_pair": p[0]} for t, p in zip(cols["text"], cols["text_pair"])]
-        return [cols["text"][i][0] for i in range(n)]
+        return texts_of(self.name, self.manifest, tensors)
 
     def raw_rows(self, tensors: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """input_ids / attention_mask as the manifest declares them -> one (ids, mask) row per batch entry."""
@@ -244,10 +213,7 @@ class ServedModel:
         return text_rows(job.rows, self.tokenizer.pad_token_id or 0)
 
     def per_input(self, answers, n: int) -> list:
-        """The pipeline unwraps a batch of one for fill-mask and question-answering; undo that."""
-        if n == 1 and self.manifest.task in ("fill-mask", "question-answering"):
-            return [answers]
-        return answers
+        return per_input(self.manifest.task, answers, n)
 
     def text_outputs(self, answers: list) -> dict[str, np.ndarray]:
         """Pipeline answers as OIP tensors: `answer` (JSON per input) for every task, typed ones where each
@@ -267,6 +233,53 @@ class ServedModel:
         elif task == "multiple-choice":
             out["choice"] = np.array([a["choice"] for a in answers], dtype=np.int64)
         return out
+
+
+def text_inputs(task: str) -> tuple[tuple[str, bool], ...]:
+    return TEXT_INPUTS.get(task, (("text", True),))
+
+
+def texts_of(name: str, manifest, tensors: dict[str, np.ndarray]) -> list:
+    """OIP BYTES inputs -> the task layer's inputs, one per batch row (the service and Triton's text models)."""
+    spec = text_inputs(manifest.task)
+    names = {n for n, _ in spec}
+    if unknown := sorted(set(tensors) - names):
+        raise InputError(f"model '{name}' ({manifest.task}) has no input {unknown}. Expected raw tensors "
+                         f"{[t.name for t in manifest.inputs]} or text inputs {sorted(names)}")
+    if missing := [n for n, req in spec if req and n not in tensors]:
+        raise InputError(f"model '{name}' ({manifest.task}) text request lacks {missing}; it takes "
+                         f"{[n for n, _ in spec]} as BYTES")
+    cols = {}
+    for key, arr in tensors.items():
+        if arr.dtype != np.object_:
+            raise InputError(f"input '{key}' must be BYTES (UTF-8 text)")
+        want = 2 if key == "choices" else 1
+        if key != "choices" and arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != want or arr.shape[0] == 0:
+            raise InputError(f"input '{key}' has shape {list(arr.shape)}; expected "
+                             + ("[N, C] (N prompts, C choices each)" if want == 2 else "[N] or [N, 1]")
+                             + " with N >= 1")
+        cols[key] = [_utf8(x, key, i) for i, x in enumerate(arr.reshape(arr.shape[0], -1).tolist())]
+    sizes = {n: len(c) for n, c in cols.items()}
+    if len(set(sizes.values())) != 1:
+        raise InputError(f"text inputs must have the same batch size; got {sizes}")
+    n = next(iter(sizes.values()))
+    task = manifest.task
+    if task == "question-answering":
+        return [{"question": q[0], "context": c[0]} for q, c in zip(cols["question"], cols["context"])]
+    if task == "multiple-choice":
+        return [{"prompt": p[0], "choices": cs} for p, cs in zip(cols["prompt"], cols["choices"])]
+    if "text_pair" in cols:
+        return [{"text": t[0], "text_pair": p[0]} for t, p in zip(cols["text"], cols["text_pair"])]
+    return [cols["text"][i][0] for i in range(n)]
+
+
+def per_input(task: str, answers, n: int) -> list:
+    """The pipeline unwraps a batch of one for fill-mask and question-answering; undo that."""
+    if n == 1 and task in ("fill-mask", "question-answering"):
+        return [answers]
+    return answers
 
 
 def _tensor_meta(name: str, datatype: str, dims) -> dict:

@@ -126,6 +126,22 @@ $(TRITON_STAMP): pyproject.toml
 
 test: $(TRITON_STAMP)
 
+# Ray Serve (`distilbert-deploy serve --engine ray`): its own venv, because Ray installs protobuf 7 and the main
+# venv's tritonclient[grpc] needs protobuf < 7. `make test` builds it (tests/test_ray_serve.py runs it inside a
+# private network namespace: Ray's internal servers bind the host address even when asked for loopback).
+VENV_RAY ?= .venv-ray
+RAY_STAMP := $(VENV_RAY)/.installed-ray
+.PHONY: venv-ray
+venv-ray: $(RAY_STAMP)
+
+$(RAY_STAMP): pyproject.toml
+	@test -x $(VENV_RAY)/bin/python || $(PYTHON) -m venv $(VENV_RAY)
+	$(VENV_RAY)/bin/python -m pip install -q --upgrade pip
+	$(VENV_RAY)/bin/python -m pip install -q -e '.[ort,serve,ray]'
+	@touch $@
+
+test: $(RAY_STAMP)
+
 # Intel Neural Compressor: its own venv, because onnx-neural-compressor pins numpy 1.x and needs the undeclared
 # prettytable and scipy. No project install, no torch: quantization/inc.py (main venv) tokenizes everything and runs
 # quantization/inc_worker.py with this python. Then `make quantize BACKEND=inc METHOD=int8-accuracy` (or int8).

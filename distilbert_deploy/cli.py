@@ -179,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(Authorization: Bearer KEY); health stays open")
     s.add_argument("--allow-unjudged", action="store_true",
                    help="serve artifacts with no parity verdict (with a warning); failed ones are always refused")
+    s.add_argument("--engine", default="uvicorn", choices=["uvicorn", "ray"],
+                   help="ray: the same app as a Ray Serve deployment (extra `ray`; in this repo .venv-ray)")
+    s.add_argument("--replicas", type=int, default=1, help="ray: replicas, each loading and verifying the artifacts")
+    s.add_argument("--autoscale", metavar="MIN:MAX", help="ray: autoscale between MIN and MAX replicas")
+    s.add_argument("--ray-address", help="ray: join this cluster (e.g. auto, or HEAD:6379) instead of starting one")
     s.set_defaults(run=cmd_serve)
 
     from benchmarks.bench.cli import add_parsers as add_bench_parsers  # `bench` (run/render/compare), `compare`
@@ -304,7 +309,6 @@ def cmd_serve(args) -> int:
         raise BackendUnavailable("serve", missing=missing, hint="pip install 'distilbert-deploy[serve]' (in this repo: "
                                                                  "make venv EXTRAS=...,serve)")
     from runtimes.serving.config import ServeConfig
-    from runtimes.serving.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = ServeConfig(artifacts=tuple(args.artifact), names=tuple(args.name), repository=args.repository,
@@ -314,6 +318,17 @@ def cmd_serve(args) -> int:
                       threads=args.threads, spin=args.spin, device=args.device, cuda_graphs=args.cuda_graphs, timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
                       max_body_bytes=args.max_body_bytes, max_request_items=args.max_request_items,
                       api_key_env=args.api_key_env, allow_unjudged=args.allow_unjudged)
+    if args.engine == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise BackendUnavailable("ray", missing=["ray"], hint="pip install 'distilbert-deploy[ray]' (in this repo: "
+                                                                 "make venv-ray, then .venv-ray/bin/distilbert-deploy)")
+        from runtimes.serving.ray_serve import run
+
+        return run(cfg, args.replicas, args.autoscale, args.ray_address)
+    if args.replicas != 1 or args.autoscale or args.ray_address:
+        raise InputError("--replicas, --autoscale and --ray-address are Ray Serve options. Fix: add --engine ray")
+    from runtimes.serving.server import serve
+
     return serve(cfg)
 
 

@@ -226,9 +226,12 @@ serve: $(STAMP)
 SERVE_BENCH_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
 SERVE_BENCH_OUT ?= reports/serve-bench
 SERVE_BENCH_ARGS ?=
-SERVE_BENCH_CMD = make bench-serve MODEL=$(MODEL) TASK=$(TASK)$(if $(QUICK), QUICK=1)$(if $(filter command line,$(origin SERVE_BENCH_OUT)), SERVE_BENCH_OUT=$(SERVE_BENCH_OUT))$(if $(SERVE_BENCH_ARGS), SERVE_BENCH_ARGS="$(SERVE_BENCH_ARGS)")
+# peers under the same load (.venv-ray, .venv-triton; the Ray ones run the whole benchmark in a private network
+# namespace, as root); SERVE_BENCH_PEERS=none for our service alone
+SERVE_BENCH_PEERS ?= ray-1,ray-2,triton
+SERVE_BENCH_CMD = make bench-serve MODEL=$(MODEL) TASK=$(TASK)$(if $(QUICK), QUICK=1)$(if $(filter command line,$(origin SERVE_BENCH_OUT)), SERVE_BENCH_OUT=$(SERVE_BENCH_OUT))$(if $(filter command line,$(origin SERVE_BENCH_PEERS)), SERVE_BENCH_PEERS=$(SERVE_BENCH_PEERS))$(if $(SERVE_BENCH_ARGS), SERVE_BENCH_ARGS="$(SERVE_BENCH_ARGS)")
 .PHONY: bench-serve
-bench-serve: $(STAMP)
+bench-serve: $(STAMP) $(if $(filter ray%,$(subst $(comma), ,$(SERVE_BENCH_PEERS))),$(RAY_STAMP)) $(if $(filter triton,$(subst $(comma), ,$(SERVE_BENCH_PEERS))),$(TRITON_STAMP))
 	@test -f $(SERVE_BENCH_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(SERVE_BENCH_SRC)
 	$(BIN)/python -m benchmarks.serve_bench run $(SERVE_BENCH_SRC) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) \
-		--cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
+		--peer $(SERVE_BENCH_PEERS) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)

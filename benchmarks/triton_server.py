@@ -58,14 +58,11 @@ def backend_dir(facts: dict, root: Path) -> Path:
     return root / "backends"
 
 
-@contextmanager
-def tritonserver(repository: Path, workdir: Path, *, venv: Path = DEFAULT_VENV, timeout_s: float = 120,
-                 log_name: str = "tritonserver.log") -> Iterator[dict]:
-    """Run tritonserver on 127.0.0.1 until the block ends; yields {'http': 'host:port', 'grpc': ..., 'log': path,
-    'start_s': seconds until ready}. Raises DeployError with the log's tail when it does not become ready."""
+def server_command(repository: Path, workdir: Path, http: int, grpc: int,
+                   venv: Path = DEFAULT_VENV) -> tuple[list[str], dict]:
+    """(argv, environment) of the bundled tritonserver on `repository`, bound to 127.0.0.1."""
     facts = _venv_facts(Path(venv))
     backends = backend_dir(facts, Path(workdir))
-    http, grpc = free_port(), free_port()
     env = {**os.environ, "PATH": f"{Path(venv) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
            "LD_LIBRARY_PATH": os.pathsep.join(filter(None, (facts["libdir"], facts["libs"],
                                                              os.environ.get("LD_LIBRARY_PATH"))))}
@@ -73,6 +70,16 @@ def tritonserver(repository: Path, workdir: Path, *, venv: Path = DEFAULT_VENV, 
            "--backend-directory", str(backends), "--http-address", "127.0.0.1", "--http-port", str(http),
            "--grpc-address", "127.0.0.1", "--grpc-port", str(grpc), "--allow-metrics", "false",
            "--exit-timeout-secs", "5", "--strict-readiness", "true"]
+    return cmd, env
+
+
+@contextmanager
+def tritonserver(repository: Path, workdir: Path, *, venv: Path = DEFAULT_VENV, timeout_s: float = 120,
+                 log_name: str = "tritonserver.log") -> Iterator[dict]:
+    """Run tritonserver on 127.0.0.1 until the block ends; yields {'http': 'host:port', 'grpc': ..., 'log': path,
+    'start_s': seconds until ready}. Raises DeployError with the log's tail when it does not become ready."""
+    http, grpc = free_port(), free_port()
+    cmd, env = server_command(repository, workdir, http, grpc, venv)
     log = Path(workdir) / log_name
     t0 = time.perf_counter()
     with open(log, "wb") as out:

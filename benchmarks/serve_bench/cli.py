@@ -40,6 +40,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests", type=int, help="measured requests per step at most (default 20000)")
     p.add_argument("--texts", type=int, help="held-out tweets to cycle through (default 2000: all)")
     p.add_argument("--port", type=int, help="server port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--peer", action="append", default=[],
+                   help="also measure ray-1, ray-2 (Ray Serve replicas), triton (the bundled tritonserver); "
+                        "repeatable or comma-separated; none = our service only (default: none)")
     p.add_argument("--quick", action="store_true", help="short steps and few texts (CI smoke test)")
     p.add_argument("--out", type=Path, default=Path("reports/serve-bench"))
     p.add_argument("--name", default="serve-bench", help="writes OUT/NAME.{json,md,png}")
@@ -59,9 +62,37 @@ def config_from_args(a) -> ServeBenchConfig:
                                   max_requests=a.max_requests, texts=a.texts, port=a.port,
                                   paired_warmup_pairs=a.paired_warmup_pairs, paired_max_pairs=a.paired_max_pairs,
                                   paired_max_s=a.paired_max_s).items() if v is not None}
-    cfg = ServeBenchConfig(artifact=artifact, out=a.out, name=a.name, command=a.cmdline or _command(),
+    peers = tuple(x for p in a.peer for x in p.split(",") if x.strip() and x.strip() != "none")
+    cfg = ServeBenchConfig(artifact=artifact, out=a.out, name=a.name, command=a.cmdline or _command(), peers=peers,
                            **({} if a.quick else over))
     return quick(cfg, **over) if a.quick else cfg
+
+
+def private_network() -> bool:
+    """Only a loopback interface in this process's network namespace (/proc/self/net/dev is per namespace; /sys is
+    not): inside `unshare -n`, where Ray's servers cannot reach past 127.0.0.1."""
+    from pathlib import Path
+
+    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+    return [line.split(":")[0].strip() for line in lines] == ["lo"]
+
+
+def into_private_network() -> None:
+    """Re-run this very command inside a new network namespace with only loopback up (as root)."""
+    import os
+    import shutil
+
+    from .runner import ServeBenchError
+
+    if os.environ.get("SERVE_BENCH_NETNS"):  # already re-run once: never loop
+        raise ServeBenchError("still not in a private network namespace after `unshare -n`")
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        raise ServeBenchError("the Ray peers must run in a private network namespace (Ray's internal servers bind the "
+                              "host's address even when asked for loopback), which needs root with unshare and ip. "
+                              "Fix: run as root, or drop --peer ray-1/ray-2")
+    print("ray peers: re-running inside a private network namespace (unshare -n, loopback only)", file=sys.stderr)
+    os.environ["SERVE_BENCH_NETNS"] = "1"
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *sys.orig_argv])
 
 
 def cmd_run(a) -> int:
@@ -69,6 +100,8 @@ def cmd_run(a) -> int:
     from .runner import run_serve_bench
 
     cfg = config_from_args(a)
+    if any(p.startswith("ray") for p in cfg.peers) and not private_network():
+        into_private_network()
     rep = run_serve_bench(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
     d = rep.to_dict()
     paths = write_all(d, cfg.out, cfg.name)

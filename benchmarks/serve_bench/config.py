@@ -8,6 +8,9 @@ from runtimes.errors import ConfigError
 
 HOST = "127.0.0.1"  # the only address the benchmark ever talks to
 MODEL_NAME = "bench"  # the name the served model gets (--name)
+# other engines under the same load: the same app on Ray Serve with 1 or 2 replicas (.venv-ray), and Triton (the
+# bundled tritonserver, .venv-triton) serving the --python-runtime repository through its text ensemble
+PEERS = ("ray-1", "ray-2", "triton")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class ServeBenchConfig:
     ready_timeout_s: float = 300.0  # server start: load + warm-up
     stop_timeout_s: float = 60.0  # SIGTERM -> exit
     port: int | None = None  # None: a free port on 127.0.0.1
+    peers: tuple[str, ...] = ()  # PEERS measured after our service, in this order
     quick: bool = False
     out: Path = Path("reports/serve-bench")
     name: str = "serve-bench"
@@ -73,6 +77,8 @@ class ServeBenchConfig:
                         ("stop_timeout_s", self.stop_timeout_s), ("paired_max_s", self.paired_max_s)):
             if v <= 0:
                 raise ConfigError(f"{what} must be > 0 seconds; got {v}")
+        if bad := [p for p in self.peers if p not in PEERS]:
+            raise ConfigError(f"unknown peer(s) {', '.join(bad)}. Expected some of: {', '.join(PEERS)} (or none)")
         if self.port is not None and not 0 < self.port < 65536:
             raise ConfigError(f"port must be in 1..65535; got {self.port}")
 

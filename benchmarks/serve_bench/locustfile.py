@@ -30,7 +30,22 @@ DURATION_S = float(os.environ["SERVE_BENCH_DURATION_S"])
 MAX_REQUESTS = int(os.environ["SERVE_BENCH_MAX_REQUESTS"])
 SAMPLES = os.environ["SERVE_BENCH_SAMPLES"]
 STATS_CSV = os.environ["SERVE_BENCH_STATS_CSV"]
-PATH = f"/v1/models/{MODEL}/predict"
+PROTOCOL = os.environ.get("SERVE_BENCH_PROTOCOL", "task")  # task: our /v1 endpoint; oip-text: a Triton text ensemble
+PATH = f"/v1/models/{MODEL}/predict" if PROTOCOL == "task" else f"/v2/models/{MODEL}/infer"
+
+
+def _body(text: str) -> dict:
+    if PROTOCOL == "task":
+        return {"inputs": text}
+    return {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+
+
+def _answer(doc):
+    """The one answer of a response: our [answer], or the ensemble's `answer` output (one JSON string)."""
+    if PROTOCOL == "task":
+        return doc[0] if isinstance(doc, list) and len(doc) == 1 else None
+    out = {o["name"]: o for o in doc.get("outputs", [])}.get("answer", {}).get("data", [])
+    return json.loads(out[0]) if len(out) == 1 else None
 
 _next_text = itertools.count()
 _state = {"t0": None, "warm_end": None, "stop": None, "measured": 0, "done": False}
@@ -89,14 +104,14 @@ class Client(FastHttpUser):
                 raise StopUser()
             _state["measured"] += 1
         text = TEXTS[next(_next_text) % len(TEXTS)]
-        with self.client.post(PATH, json={"inputs": text}, name="predict" if measured else "warmup",
+        with self.client.post(PATH, json=_body(text), name="predict" if measured else "warmup",
                               catch_response=True) as r:
             if r.status_code != 200:
                 r.failure(f"HTTP {r.status_code}: {(r.text or '')[:200]}")
                 return
             try:
-                answer = r.json()
-                ok = isinstance(answer, list) and len(answer) == 1 and "label" in answer[0]
+                answer = _answer(r.json())
+                ok = isinstance(answer, dict) and "label" in answer
             except ValueError:
                 ok = False
             if not ok:

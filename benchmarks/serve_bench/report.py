@@ -48,6 +48,8 @@ class ServerRun:
     ready_s: float  # start -> /v2/health/ready 200
     exit_code: int | None  # after SIGTERM (None: it had to be killed)
     steps: tuple[Step, ...]
+    engine: str = "distilbert-deploy serve"  # or the peer: Ray Serve, Triton
+    rss_mb: float | None = None  # resident memory of the server's whole process tree after its steps
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,8 @@ def judge(runs: list[dict], ceilings: list[dict], max_queue: int, paired: dict |
                           frac >= CEILING_FRACTION))
     # 4. no errors below the queue limit (one row per request: every step with concurrency <= max_queue)
     #    and the paired measurement's requests (one at a time)
-    below = [(r["label"], s) for r in runs for s in r["steps"] if s["concurrency"] <= max_queue]
+    below = [(r["label"], s) for r in runs for s in r["steps"] if s["concurrency"] <= max_queue
+             and r["label"] in (BATCHING, NO_BATCHING)]
     errs = [f"{label} c={s['concurrency']}: {s['errors']}" for label, s in below if s["errors"]]
     paired_part = ""
     if paired:
@@ -261,6 +264,51 @@ def judge(runs: list[dict], ceilings: list[dict], max_queue: int, paired: dict |
                       f"0 errors in {len(below)} steps ({sum(s['requests'] + s['warmup_requests'] for _, s in below)}"
                       f" requests){paired_part}", (not errs) if (below or paired) else None))
     return out
+
+
+def peer_targets(runs: list[dict]) -> list[Target]:
+    """Per peer engine: our service (batching) at least matches its throughput at every concurrency both ran,
+    with both p99s alongside (a peer that wins on throughput with a worse p99 is shown as such)."""
+    out = []
+    for r in runs:
+        if r["label"] in (BATCHING, NO_BATCHING):
+            continue
+        parts, met = [], []
+        for s in sorted(r["steps"], key=lambda s: s["concurrency"]):
+            ours = _step(runs, BATCHING, s["concurrency"])
+            if ours is None:
+                continue
+            ratio = ours["throughput_rps"] / s["throughput_rps"] if s["throughput_rps"] else float("inf")
+            parts.append(f"c={s['concurrency']}: ours {ours['throughput_rps']:.1f} req/s (p99 {ours['p99_ms']:.1f} ms) "
+                         f"vs {s['throughput_rps']:.1f} (p99 {s['p99_ms']:.1f} ms) = {ratio:.2f}x")
+            met.append(ours["throughput_rps"] >= s["throughput_rps"])
+        out.append(Target(f"peer-{r['label']}", f"our service (batching) at least matches {r['engine']}'s throughput "
+                                                f"at every concurrency (p99 alongside)",
+                          "; ".join(parts) or "no common step", all(met) if met else None))
+    return out
+
+
+def _peers_section(d: dict) -> list[str]:
+    runs = d["runs"]
+    if not any(r["label"] not in (BATCHING, NO_BATCHING) for r in runs):
+        return []
+    L = ["", "## Peers under the same load", "",
+         "The same artifact and the same tweets, one engine at a time, each started, measured and stopped in turn "
+         "(throughput req/s, p50 / p99 ms per concurrency; startup = spawn to ready; memory = resident set of the "
+         "engine's whole process tree after its steps).", "",
+         "| engine | " + " | ".join(f"c={c}" for c in sorted({s['concurrency'] for r in runs for s in r['steps']}))
+         + " | startup s | memory MiB |"]
+    conc = sorted({s["concurrency"] for r in runs for s in r["steps"]})
+    L.append("|---|" + "---|" * (len(conc) + 2))
+    for r in runs:
+        if r["label"] == NO_BATCHING:
+            continue
+        by = {s["concurrency"]: s for s in r["steps"]}
+        cells = [f"{by[c]['throughput_rps']:.1f} ({_ms(by[c]['p50_ms'])} / {_ms(by[c]['p99_ms'])})"
+                 + (f", {by[c]['errors']} err" if by[c]["errors"] else "") if c in by else "–" for c in conc]
+        L.append(f"| {r.get('engine', r['label'])} ({r['label']}) | " + " | ".join(cells)
+                 + f" | {_f(r['ready_s'])} | {_f(r.get('rss_mb'), 0)} |")
+    return L
 
 
 # ---------------------------------------------------------------- rendering (pure functions of the dict)
@@ -358,6 +406,7 @@ def to_markdown(d: dict) -> str:
         L += ["", "Batching on / off, throughput: " + ", ".join(
             f"c={c}: {on[c]['throughput_rps'] / off[c]['throughput_rps']:.2f}x" if off[c]["throughput_rps"] else
             f"c={c}: –" for c in both) + "."]
+    L += _peers_section(d)
     L += _paired_section(d.get("paired"), load["endpoint"])
     L += ["", "## In-process ceiling", "",
           "Texts/s of the same pipeline in three ways: `chunks` (calls of the max batch of texts, in corpus order), "

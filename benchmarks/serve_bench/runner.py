@@ -30,7 +30,7 @@ from runtimes.errors import ConfigError, DeployError
 
 from .config import HOST, MODEL_NAME, ServeBenchConfig
 from .report import (BATCHING, NO_BATCHING, P50_SLACK_MS, Ceiling, Paired, ServeBenchReport, ServerRun, Step, judge,
-                     paired_stats)
+                     paired_stats, peer_targets)
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -171,6 +171,37 @@ def process_cpu_s(pid: int) -> float | None:
         return None
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and every descendant (Ray's raylet, GCS and replicas; Triton's python stubs), from /proc."""
+    parent: dict[int, int] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [c for c, pp in parent.items() if pp in frontier]
+        tree += frontier
+    return tree
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    times = [process_cpu_s(p) for p in process_tree(pid)]
+    return sum(t for t in times if t is not None) if times and times[0] is not None else None
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+    return round(total / 2**20, 1) if total else None
+
+
 def children_cpu_s() -> float:
     """User + system CPU seconds of this process's waited-for children (each locust process, once it ended)."""
     import resource
@@ -187,18 +218,51 @@ def _http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return e.code, e.read().decode(errors="replace")
 
 
+def _dist_version(name: str) -> str:
+    """A distribution's version in the Triton venv (not importable here)."""
+    try:
+        return next(p.name[:-len(".dist-info")].split("-")[1]
+                    for p in (REPO / ".venv-triton").glob("lib/python*/site-packages/*.dist-info")
+                    if p.name.lower().startswith(name.replace("-", "_") + "-"))
+    except StopIteration:
+        return "?"
+
+
 class Server:
     """`distilbert-deploy serve` as a subprocess on 127.0.0.1: started, ready, stopped with SIGTERM (killed only
     when it does not exit in time). Use as a context manager so it never outlives the run."""
 
-    def __init__(self, cfg: ServeBenchConfig, max_batch_size: int, log_path: Path):
-        self.cfg, self.port = cfg, cfg.port or free_port()
+    def __init__(self, cfg: ServeBenchConfig, max_batch_size: int, log_path: Path, peer: str | None = None):
+        self.cfg, self.port, self.peer = cfg, cfg.port or free_port(), peer
         self.url = f"http://{HOST}:{self.port}"
         exe = Path(sys.executable).with_name("distilbert-deploy")
         head = [str(exe)] if exe.is_file() else [sys.executable, "-c",
                                                 "import sys; from distilbert_deploy.cli import main; sys.exit(main())"]
         self.argv = head + serve_args(cfg, max_batch_size, self.port)
         self.command = " ".join(["distilbert-deploy", *serve_args(cfg, max_batch_size, self.port)])
+        self.env, self.engine, self.model = {}, "distilbert-deploy serve", MODEL_NAME
+        if peer and peer.startswith("ray-"):
+            replicas = ["--engine", "ray", "--replicas", peer.split("-")[1]]
+            self.argv = [str(REPO / ".venv-ray" / "bin" / "distilbert-deploy"), *serve_args(cfg, max_batch_size,
+                                                                                          self.port), *replicas]
+            self.command = " ".join([".venv-ray/bin/distilbert-deploy", *serve_args(cfg, max_batch_size, self.port),
+                                     *replicas])
+            self.engine = f"Ray Serve, {peer.split('-')[1]} replica(s)"
+        elif peer == "triton":
+            from exporters.triton_repo import TritonExportConfig, export_triton
+
+            from ..triton_server import server_command
+
+            repo = log_path.parent / "repository"
+            export_triton(TritonExportConfig(artifacts=(cfg.artifact,), out=repo, names=(MODEL_NAME,),
+                                             max_batch_size=max_batch_size, instances=cfg.instances,
+                                             python_runtime=True, max_queue_delay_us=int(cfg.queue_delay_ms * 1000)))
+            self.argv, self.env = server_command(repo, log_path.parent, self.port, free_port())
+            self.command = (f"distilbert-deploy export-triton ARTIFACT --python-runtime --max-batch-size "
+                            f"{max_batch_size} --max-queue-delay-us {int(cfg.queue_delay_ms * 1000)}; tritonserver "
+                            f"--model-repository REPO (nvidia-pytriton {_dist_version('nvidia-pytriton')}'s bundled "
+                            f"binary)")
+            self.engine, self.model = "Triton (python backend: this project's runtime; text ensemble)", f"{MODEL_NAME}-text"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.ready_s = None
@@ -206,7 +270,7 @@ class Server:
 
     def __enter__(self) -> "Server":
         self.log = open(self.log_path, "wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         started = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         try:
@@ -232,14 +296,20 @@ class Server:
         raise ServeBenchError(f"the server was not ready after {self.cfg.ready_timeout_s:.0f} s: `{self.command}`. "
                               f"Its log:\n{self.log_tail()}")
 
-    def metrics(self) -> list:
+    def metrics(self) -> list | None:
+        """Our service's /metrics samples; None for a peer (Ray's /metrics is one replica's, Triton has its own)."""
+        if self.peer:
+            return None
         code, text = _http_get(self.url + "/metrics")
         if code != 200:
             raise ServeBenchError(f"GET {self.url}/metrics answered {code}: {text[:200]}")
         return parse_prometheus(text)
 
     def cpu_s(self) -> float | None:
-        return process_cpu_s(self.proc.pid) if self.proc is not None else None
+        return tree_cpu_s(self.proc.pid) if self.proc is not None else None
+
+    def rss_mb(self) -> float | None:
+        return tree_rss_mb(self.proc.pid) if self.proc is not None else None
 
     def log_tail(self, n: int = 30) -> str:
         try:
@@ -393,7 +463,8 @@ def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path
     and a subprocess timeout) and in measured requests (cfg.max_requests)."""
     stats_csv = work / f"c{concurrency}-stats.csv"
     samples = work / f"c{concurrency}-samples.json"
-    env = {**os.environ, "SERVE_BENCH_TEXTS": str(texts_path), "SERVE_BENCH_MODEL": MODEL_NAME,
+    env = {**os.environ, "SERVE_BENCH_TEXTS": str(texts_path), "SERVE_BENCH_MODEL": server.model,
+           "SERVE_BENCH_PROTOCOL": "oip-text" if server.peer == "triton" else "task",
            "SERVE_BENCH_WARMUP_S": repr(cfg.warmup_s), "SERVE_BENCH_DURATION_S": repr(cfg.duration_s),
            "SERVE_BENCH_MAX_REQUESTS": str(cfg.max_requests), "SERVE_BENCH_SAMPLES": str(samples),
            "SERVE_BENCH_STATS_CSV": str(stats_csv)}
@@ -418,7 +489,7 @@ def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path
         raise ServeBenchError(f"locust at concurrency {concurrency} failed (exit {rc}; samples written: "
                               f"{samples.is_file()}). Its log ({log_path}):\n{tail}")
     fig = summarize_step(json.loads(samples.read_text()), concurrency)
-    delta = server_delta(before, after)
+    delta = server_delta(before, after) if before is not None else {}
     # CPU use over the locust process's life (its start-up included), in cores: who used the shared CPUs
     delta["server_cpu_cores"] = (cpu1 - cpu0) / wall if cpu0 is not None and cpu1 is not None else None
     delta["load_generator_cpu_cores"] = (load1 - load0) / wall
@@ -426,11 +497,12 @@ def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path
 
 
 def run_config(cfg: ServeBenchConfig, label: str, max_batch_size: int, texts_path: Path, work: Path,
-               log: Callable[[str], None], paired_texts: list[str] | None = None) -> tuple[ServerRun, Paired | None]:
+               log: Callable[[str], None], paired_texts: list[str] | None = None,
+               peer: str | None = None) -> tuple[ServerRun, Paired | None]:
     """One server: started, (paired_texts given: the paired c=1 measurement first), the locust steps, SIGTERM."""
     work.mkdir(parents=True, exist_ok=True)
     paired = None
-    with Server(cfg, max_batch_size, work / "server.log") as server:
+    with Server(cfg, max_batch_size, work / "server.log", peer) as server:
         log(f"{label}: server ready in {server.ready_s:.1f} s ({server.command})")
         if paired_texts is not None:
             paired = measure_paired(cfg, server, paired_texts, label)
@@ -441,13 +513,16 @@ def run_config(cfg: ServeBenchConfig, label: str, max_batch_size: int, texts_pat
         steps = []
         for c in cfg.concurrency:
             step = run_step(cfg, server, c, texts_path, work)
+            mb = step.server.get("mean_batch_size")
             log(f"{label}: concurrency {c}: {step.throughput_rps:.1f} req/s, p50 {step.p50_ms:.2f} ms, p99 "
-                f"{step.p99_ms:.2f} ms, {step.errors} errors, mean batch {step.server.get('mean_batch_size') or 0:.2f}")
+                f"{step.p99_ms:.2f} ms, {step.errors} errors" + (f", mean batch {mb:.2f}" if mb is not None else ""))
             steps.append(step)
+        rss = server.rss_mb()
         code = server.stop()
     if code != 0:
         log(f"{label}: the server exited with {code if code is not None else 'no code (killed)'} after SIGTERM")
-    return ServerRun(label, max_batch_size, server.command, server.ready_s, code, tuple(steps)), paired
+    return ServerRun(label, max_batch_size, server.command, server.ready_s, code, tuple(steps), server.engine,
+                     rss), paired
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -506,11 +581,13 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
         on, paired = run_config(cfg, BATCHING, cfg.batch_size, texts_path, work / BATCHING, log, paired_texts=texts)
         off, _ = run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)
         runs = [on, off]
+        for peer in cfg.peers:
+            runs.append(run_config(cfg, peer, cfg.batch_size, texts_path, work / peer, log, peer=peer)[0])
         ceilings.append(measure_ceiling(cfg, texts, "after"))
         log(f"in-process ceiling again: {_modes(ceilings[1])}")
     environment["load_average_end"] = envmod.cpu_info()["load_average_1_5_15"]
     run_dicts = [asdict(r) for r in runs]
-    targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue, asdict(paired))
+    targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue, asdict(paired)) + peer_targets(run_dicts)
     notes = [f"{r.label}: the server exited with {r.exit_code if r.exit_code is not None else 'no code (killed)'} "
              f"after SIGTERM (expected 0)" for r in runs if r.exit_code != 0]
     notes += [f"{r.label} c={s.concurrency}: the step stopped on its request budget ({cfg.max_requests}) before "

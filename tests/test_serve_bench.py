@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -349,6 +350,39 @@ def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (again / "serve-bench.md").read_text() == md
     assert (again / "serve-bench.png").stat().st_size > 0
+
+
+def test_quick_serve_bench_with_peers_has_the_peer_table(tiny_classifier, tmp_path):
+    """Ray Serve (1 replica; the run re-executes itself in a private network namespace) and the bundled Triton on
+    the python-runtime repository, under the same load as our service, in one run."""
+    from conftest import skip_or_fail
+
+    for venv, why in ((".venv-ray", "make venv-ray"), (".venv-triton", "make venv-triton")):
+        if not (REPO / venv / "bin" / "python").is_file():
+            skip_or_fail("ray" if "ray" in venv else "triton", f"needs {venv} ({why})")
+    if os.geteuid() != 0:
+        skip_or_fail("ray", "needs root for the private network namespace the Ray peer runs in")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(tiny_classifier), "--quick",
+                        "--concurrency", "1,4", "--peer", "ray-1,triton", "--out", str(out)], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads((out / "serve-bench.json").read_text())
+    runs = {run["label"]: run for run in d["runs"]}
+    assert list(runs) == [BATCHING, NO_BATCHING, "ray-1", "triton"]
+    for label in ("ray-1", "triton"):
+        run = runs[label]
+        assert run["ready_s"] > 0 and run["rss_mb"] > 50, label
+        for s in run["steps"]:
+            assert s["errors"] == 0 and s["requests"] > 0 and s["locust"]["failures"] == 0, (label, s["concurrency"])
+            assert s["server"] == {} or set(s["server"]) <= {"server_cpu_cores", "load_generator_cpu_cores"}
+    assert runs["ray-1"]["engine"] == "Ray Serve, 1 replica(s)" and "--engine ray --replicas 1" in runs["ray-1"]["command"]
+    assert runs["triton"]["engine"].startswith("Triton") and "tritonserver" in runs["triton"]["command"]
+    targets = {t["id"]: t for t in d["targets"]}
+    assert {"peer-ray-1", "peer-triton"} <= set(targets)
+    assert all(targets[k]["met"] in (True, False) for k in ("peer-ray-1", "peer-triton"))
+    md = (out / "serve-bench.md").read_text()
+    assert "## Peers under the same load" in md and "| Ray Serve, 1 replica(s) (ray-1) |" in md
 
 
 def test_cli_refuses_a_non_classification_artifact_with_a_clear_error(tmp_path):

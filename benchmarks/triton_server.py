@@ -35,9 +35,10 @@ def _venv_facts(venv: Path) -> dict:
     if not py.is_file():
         raise BackendUnavailable("triton", detail=f"no Triton venv at {venv}", hint=FIX)
     code = ("import json, os, sys, sysconfig, pytriton; d = os.path.dirname(pytriton.__file__); "
+            "from importlib.metadata import version; "
             "print(json.dumps({'dist': os.path.join(d, 'tritonserver'), 'libs': os.path.join(os.path.dirname(d), "
             "'nvidia_pytriton.libs'), 'libdir': sysconfig.get_config_var('LIBDIR'), "
-            "'version': f'{sys.version_info[0]}.{sys.version_info[1]}'}))")
+            "'version': f'{sys.version_info[0]}.{sys.version_info[1]}', 'pytriton': version('nvidia-pytriton')}))")
     p = subprocess.run([str(py), "-c", code], capture_output=True, text=True)
     if p.returncode != 0:
         raise BackendUnavailable("triton", missing=["pytriton"], detail=p.stderr.strip()[-300:], hint=FIX)
@@ -59,8 +60,8 @@ def backend_dir(facts: dict, root: Path) -> Path:
 
 
 def server_command(repository: Path, workdir: Path, http: int, grpc: int,
-                   venv: Path = DEFAULT_VENV) -> tuple[list[str], dict]:
-    """(argv, environment) of the bundled tritonserver on `repository`, bound to 127.0.0.1."""
+                   venv: Path = DEFAULT_VENV) -> tuple[list[str], dict, str]:
+    """(argv, environment, nvidia-pytriton version) of the bundled tritonserver on `repository`, on 127.0.0.1."""
     facts = _venv_facts(Path(venv))
     backends = backend_dir(facts, Path(workdir))
     env = {**os.environ, "PATH": f"{Path(venv) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -70,7 +71,7 @@ def server_command(repository: Path, workdir: Path, http: int, grpc: int,
            "--backend-directory", str(backends), "--http-address", "127.0.0.1", "--http-port", str(http),
            "--grpc-address", "127.0.0.1", "--grpc-port", str(grpc), "--allow-metrics", "false",
            "--exit-timeout-secs", "5", "--strict-readiness", "true"]
-    return cmd, env
+    return cmd, env, facts["pytriton"]
 
 
 @contextmanager
@@ -79,7 +80,7 @@ def tritonserver(repository: Path, workdir: Path, *, venv: Path = DEFAULT_VENV, 
     """Run tritonserver on 127.0.0.1 until the block ends; yields {'http': 'host:port', 'grpc': ..., 'log': path,
     'start_s': seconds until ready}. Raises DeployError with the log's tail when it does not become ready."""
     http, grpc = free_port(), free_port()
-    cmd, env = server_command(repository, workdir, http, grpc, venv)
+    cmd, env, _ = server_command(repository, workdir, http, grpc, venv)
     log = Path(workdir) / log_name
     t0 = time.perf_counter()
     with open(log, "wb") as out:

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.artifact_matrix import CLI
 from runtimes.artifact import read_manifest, write_text_atomic
 from runtimes.heads import TASKS
 
-CLI = (sys.executable, "-c", "import sys; from distilbert_deploy.cli import main; sys.exit(main())")
 
 
 def build_all(model: str, flavor: str, targets: str, root: Path, tasks) -> list[dict]:

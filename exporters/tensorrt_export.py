@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import shlex
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes.artifact import (Manifest, copy_side_files, derived_manifest, finalize, library_versions, load_artifact,
-                               staging_dir, write_file_atomic, write_text_atomic)
+                               sha256_file, staging_dir, write_file_atomic, write_text_atomic)
 from runtimes.errors import BackendUnavailable, ConfigError, DeployError, ExportError
 from runtimes.progress import console, step
 from runtimes.tensorrt_flavor import DEFAULT_FLAVOR, RTX_DEFAULT_TARGETS, Flavor, check_flavor, sm
 
+from .tensorrt_fp16 import check_islands, convert
 from .tensorrt_profiles import DEFAULT_BUCKETS, Profile, bucket_profiles, tweet_lengths
 
 ENGINE_FILE = "model.engine"
@@ -102,8 +104,6 @@ def export_trt(cfg: TrtExportConfig) -> Manifest:
                                opt_batch=cfg.opt_batch, max_batch=cfg.max_batch)
     previous = previous_cache(Path(cfg.out), art.manifest, cfg.flavor, flavor.version)
     with staging_dir(cfg.out) as tmp:
-        from .tensorrt_fp16 import convert
-
         with step("convert to fp16 with fp32 islands (LayerNorm, Softmax, reductions, Pow/Sqrt/Erf, I/O)"):
             islands = convert(art.model_path, tmp / ONNX_FILE)
         mark = flavor.logger.mark()
@@ -112,9 +112,9 @@ def export_trt(cfg: TrtExportConfig) -> Manifest:
             built = build_engine(flavor, tmp, islands, profiles, targets, previous, cfg)
         finally:
             flavor.logger.verbose = False
-            write_build_log(tmp / LOG_FILE, flavor.logger.since(mark))
+            records = flavor.logger.since(mark)
+            write_build_log(tmp / LOG_FILE, records)
         copy_side_files(art, tmp)
-        records = flavor.logger.since(mark)
         recipe = {
             "format": "tensorrt-engine", "flavor": cfg.flavor, "tensorrt_version": flavor.version,
             "cuda_version": flavor.cuda_version, "compute_capabilities": list(targets), "build_gpu": gpu,
@@ -130,11 +130,8 @@ def export_trt(cfg: TrtExportConfig) -> Manifest:
         manifest = derived_manifest(art, backend="tensorrt", precision="fp16", model_file=ENGINE_FILE, recipe=recipe,
                                     shape_profile=overall(profiles),
                                     versions={**library_versions("onnx", "onnxruntime"),
-                                              MODULE_DISTS[cfg.flavor]: flavor.version})
+                                              cfg.flavor: flavor.version})  # the flavor is its distribution's name
         return finalize(tmp, manifest)
-
-
-MODULE_DISTS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt-rtx"}
 
 
 def build_engine(flavor: Flavor, tmp: Path, islands: dict, profiles, targets, previous: dict, cfg) -> dict:
@@ -147,8 +144,6 @@ def build_engine(flavor: Flavor, tmp: Path, islands: dict, profiles, targets, pr
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             raise ExportError(f"TensorRT {flavor.version} cannot parse the fp16 graph: {'; '.join(errors[:3])}. "
                               f"Nothing was written")
-    from .tensorrt_fp16 import check_islands
-
     checked = check_islands(network, trt, islands)
     config = builder.create_builder_config()
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the layer table goes into build.log
@@ -165,7 +160,7 @@ def build_engine(flavor: Flavor, tmp: Path, islands: dict, profiles, targets, pr
     monitor = progress_monitor(trt)
     has_progress = monitor is not None and flavor.set_progress(config, monitor.trt_monitor)
     t0 = time.perf_counter()
-    with (monitor or _null()):
+    with monitor or nullcontext():
         plan = builder.build_serialized_network(network, config)
     seconds = round(time.perf_counter() - t0, 2)
     if plan is None:
@@ -225,7 +220,6 @@ def previous_cache(out: Path, source: Manifest, flavor: str, version: str) -> di
     name = CACHE_FILES[flavor]
     if not same or name not in m.files:
         return {"not_reused": f"the artifact at {out} was not built from this model with {flavor} {version}"}
-    from runtimes.artifact import sha256_file
     from runtimes.tensorrt_backend import saved_runtime_cache
 
     path = prev.path / name
@@ -262,14 +256,6 @@ def progress_monitor(trt):
 
     bars.trt_monitor = Monitor()
     return bars
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def write_build_log(path: Path, records) -> None:

@@ -111,9 +111,13 @@ def covering(profiles: list[dict], shape: dict) -> int | None:
     return min(fits, key=lambda i: (profiles[i]["sequence"]["max"], profiles[i]["batch"]["max"])) if fits else None
 
 
+def runtime_cache_path(engine_sha256: str) -> Path:
+    """Where a GPU run saves the RTX runtime cache of this engine (the artifact itself is never rewritten)."""
+    return cache_root() / "tensorrt-rtx" / f"{engine_sha256}.runtime.cache"
+
+
 def saved_runtime_cache(engine_sha256: str) -> Path | None:
-    """The RTX runtime cache a GPU run of this engine saved (the artifact itself is never rewritten)."""
-    path = cache_root() / "tensorrt-rtx" / f"{engine_sha256}.runtime.cache"
+    path = runtime_cache_path(engine_sha256)
     return path if path.is_file() and path.stat().st_size else None
 
 
@@ -268,7 +272,7 @@ class TensorRtRuntime(Runtime):
             self._save_runtime_cache()
         # engine and context before CUDA teardown: never leave them to interpreter exit
         del self.context, self.engine, self.rt_cache
-        self.flavor._runtime = None
+        self.flavor.release()
 
     def _save_runtime_cache(self) -> None:
         from .artifact import write_file_atomic
@@ -276,6 +280,6 @@ class TensorRtRuntime(Runtime):
         data = bytes(self.rt_cache.serialize())
         if data and data != self.cache_loaded:
             m = self.manifest
-            path = cache_root() / "tensorrt-rtx" / f"{m.files[m.model_file]}.runtime.cache"
+            path = runtime_cache_path(m.files[m.model_file])
             path.parent.mkdir(parents=True, exist_ok=True)
             write_file_atomic(path, data)

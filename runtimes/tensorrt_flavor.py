@@ -63,6 +63,7 @@ class Flavor:
         self.trt = importlib.import_module(module)
         self.rtx = name == "tensorrt-rtx"
         self.logger = _logger(self.trt)
+        self._runtime = None
 
     @property
     def version(self) -> str:
@@ -129,9 +130,13 @@ class Flavor:
         return Validity(True, validity == self.trt.EngineValidity.VALID, names)
 
     def runtime(self):
-        if getattr(self, "_runtime", None) is None:
+        if self._runtime is None:
             self._runtime = self.trt.Runtime(self.logger)
         return self._runtime
+
+    def release(self) -> None:
+        """Drop the TensorRT Runtime (before CUDA teardown, with the engines it made)."""
+        self._runtime = None
 
     def execution_context(self, engine, runtime_cache: bytes):
         """(context, RTX runtime cache or None). RTX: the context gets a runtime config that holds the JIT

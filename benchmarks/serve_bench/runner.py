@@ -180,9 +180,9 @@ def process_tree(pid: int) -> list[int]:
                 parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 pass
-    tree, frontier = [pid], [pid]
+    tree, frontier = [pid], {pid}
     while frontier:
-        frontier = [c for c, pp in parent.items() if pp in frontier]
+        frontier = {c for c, pp in parent.items() if pp in frontier}
         tree += frontier
     return tree
 
@@ -218,16 +218,6 @@ def _http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return e.code, e.read().decode(errors="replace")
 
 
-def _dist_version(name: str) -> str:
-    """A distribution's version in the Triton venv (not importable here)."""
-    try:
-        return next(p.name[:-len(".dist-info")].split("-")[1]
-                    for p in (REPO / ".venv-triton").glob("lib/python*/site-packages/*.dist-info")
-                    if p.name.lower().startswith(name.replace("-", "_") + "-"))
-    except StopIteration:
-        return "?"
-
-
 class Server:
     """`distilbert-deploy serve` as a subprocess on 127.0.0.1: started, ready, stopped with SIGTERM (killed only
     when it does not exit in time). Use as a context manager so it never outlives the run."""
@@ -242,12 +232,11 @@ class Server:
         self.command = " ".join(["distilbert-deploy", *serve_args(cfg, max_batch_size, self.port)])
         self.env, self.engine, self.model = {}, "distilbert-deploy serve", MODEL_NAME
         if peer and peer.startswith("ray-"):
-            replicas = ["--engine", "ray", "--replicas", peer.split("-")[1]]
-            self.argv = [str(REPO / ".venv-ray" / "bin" / "distilbert-deploy"), *serve_args(cfg, max_batch_size,
-                                                                                          self.port), *replicas]
-            self.command = " ".join([".venv-ray/bin/distilbert-deploy", *serve_args(cfg, max_batch_size, self.port),
-                                     *replicas])
-            self.engine = f"Ray Serve, {peer.split('-')[1]} replica(s)"
+            replicas = peer.split("-")[1]
+            args = [*serve_args(cfg, max_batch_size, self.port), "--engine", "ray", "--replicas", replicas]
+            self.argv = [str(REPO / ".venv-ray" / "bin" / "distilbert-deploy"), *args]
+            self.command = " ".join([".venv-ray/bin/distilbert-deploy", *args])
+            self.engine = f"Ray Serve, {replicas} replica(s)"
         elif peer == "triton":
             from exporters.triton_repo import TritonExportConfig, export_triton
 
@@ -257,11 +246,10 @@ class Server:
             export_triton(TritonExportConfig(artifacts=(cfg.artifact,), out=repo, names=(MODEL_NAME,),
                                              max_batch_size=max_batch_size, instances=cfg.instances,
                                              python_runtime=True, max_queue_delay_us=int(cfg.queue_delay_ms * 1000)))
-            self.argv, self.env = server_command(repo, log_path.parent, self.port, free_port())
+            self.argv, self.env, version = server_command(repo, log_path.parent, self.port, free_port())
             self.command = (f"distilbert-deploy export-triton ARTIFACT --python-runtime --max-batch-size "
                             f"{max_batch_size} --max-queue-delay-us {int(cfg.queue_delay_ms * 1000)}; tritonserver "
-                            f"--model-repository REPO (nvidia-pytriton {_dist_version('nvidia-pytriton')}'s bundled "
-                            f"binary)")
+                            f"--model-repository REPO (nvidia-pytriton {version}'s bundled binary)")
             self.engine, self.model = "Triton (python backend: this project's runtime; text ensemble)", f"{MODEL_NAME}-text"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None

@@ -9,30 +9,23 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        from runtimes.artifact import read_manifest
-        from runtimes.serving.model import text_inputs
-        from runtimes.tasks import TaskPipeline, load_tokenizer
+        from runtimes.serving.model import TextTask
 
-        path = Path(args["model_repository"]) / args["model_version"] / "artifact"
-        self.manifest = m = read_manifest(path)
-        self.pipe = TaskPipeline(None, load_tokenizer(path), m.task, m.labels,
-                                 max_length=m.shape_profile["max"]["sequence"])
-        self.fields = [n for n, _ in text_inputs(m.task)]
-        self.outputs = [t.name for t in m.outputs]
-        self.name = args["model_name"]
+        self.task = TextTask(Path(args["model_repository"]) / args["model_version"] / "artifact", args["model_name"])
+        self.outputs = [t.name for t in self.task.manifest.outputs]
 
     def execute(self, requests):
-        from runtimes.serving.model import per_input, texts_of
+        from runtimes.serving.model import per_input
 
         responses = []
         for request in requests:
             try:
-                tensors = {n: t.as_numpy() for n in self.fields if (t := pb_utils.get_input_tensor_by_name(request, n))}
-                inputs = texts_of(self.name, self.manifest, tensors)
-                job = self.pipe.prepare(inputs)  # the same rows the tokenizer model made: deterministic
+                tensors = {n: t.as_numpy() for n in self.task.fields
+                           if (t := pb_utils.get_input_tensor_by_name(request, n))}
+                inputs, job = self.task.prepare(tensors)  # the same rows the tokenizer model made: deterministic
                 outs = {n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.outputs}
                 rows = [{n: np.asarray(outs[n][j], dtype=np.float32) for n in self.outputs} for j in range(len(job.rows))]
-                answers = per_input(self.manifest.task, job.finish(rows), len(inputs))
+                answers = per_input(self.task.manifest.task, job.finish(rows), len(inputs))
                 data = np.array([json.dumps(a, ensure_ascii=False).encode() for a in answers], dtype=np.object_)
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("answer", data)]))
             except Exception as e:

@@ -275,6 +275,25 @@ def texts_of(name: str, manifest, tensors: dict[str, np.ndarray]) -> list:
     return [cols["text"][i][0] for i in range(n)]
 
 
+class TextTask:
+    """An artifact's task layer without a runtime: text tensors -> (task inputs, Job). Triton's tokenizer and
+    postprocess models each hold one and prepare the same request the same way."""
+
+    def __init__(self, path: Path, name: str):
+        from ..artifact import read_manifest
+        from ..tasks import TaskPipeline, load_tokenizer
+
+        self.name, self.manifest = name, read_manifest(path)
+        m = self.manifest
+        self.pipe = TaskPipeline(None, load_tokenizer(path), m.task, m.labels,
+                                 max_length=m.shape_profile["max"]["sequence"])
+        self.fields = [n for n, _ in text_inputs(m.task)]
+
+    def prepare(self, tensors: dict[str, np.ndarray]):
+        inputs = texts_of(self.name, self.manifest, tensors)
+        return inputs, self.pipe.prepare(inputs)
+
+
 def per_input(task: str, answers, n: int) -> list:
     """The pipeline unwraps a batch of one for fill-mask and question-answering; undo that."""
     if n == 1 and task in ("fill-mask", "question-answering"):

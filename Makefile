@@ -235,3 +235,22 @@ bench-serve: $(STAMP) $(if $(filter ray%,$(subst $(comma), ,$(SERVE_BENCH_PEERS)
 	@test -f $(SERVE_BENCH_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(SERVE_BENCH_SRC)
 	$(BIN)/python -m benchmarks.serve_bench run $(SERVE_BENCH_SRC) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) \
 		--peer $(SERVE_BENCH_PEERS) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
+
+# Edge: the arm64 artifact judged on aarch64 (runtimes/arm64; README "Quantize for an edge device"). arm64-env builds
+# an emulated aarch64 Python (QEMU user mode + a Debian trixie arm64 root filesystem + the aarch64 onnxruntime wheel
+# of the host's version) once per recipe under ARM64_CACHE (outside the checkout) and links it as .arm64-env; it needs
+# root once (apt, binfmt_misc, debootstrap). parity-arm judges ARTIFACTS (default: every arm64 artifact under
+# $(ARTIFACTS_DIR)) on the host AND on the emulated aarch64, side by side in one report.
+ARM64_ENV := .arm64-env
+export ARM64_CACHE ?= /var/cache/distilbert-deploy
+ARM64_STAMP := $(ARM64_ENV)/env.json
+ARM_ARTIFACTS ?= $(if $(filter command line,$(origin ARTIFACTS)),$(ARTIFACTS),$(shell find $(ARTIFACTS_DIR) -path '*arm64*' -name manifest.json -not -path '*/.*' 2>/dev/null | xargs -r -n1 dirname | sort))
+.PHONY: arm64-env parity-arm
+arm64-env: $(STAMP)
+	bash runtimes/arm64/setup.sh $(BIN)/python $(ARM64_ENV)
+
+parity-arm: $(STAMP) arm64-env
+	@test -n "$(ARM_ARTIFACTS)" || { echo "parity-arm: no arm64 artifact under $(ARTIFACTS_DIR). Fix: make quantize METHOD=static TARGET=arm64, or pass ARTIFACTS=DIR" >&2; exit 2; }
+	$(BIN)/distilbert-deploy parity $(ARM_ARTIFACTS) --platform host,linux-aarch64 --out reports/arm64 $(PARITY_ARGS)
+
+test: arm64-env

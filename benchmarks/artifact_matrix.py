@@ -52,6 +52,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("onnxruntime-static", _q("onnxruntime", "static"), "ORT static QDQ INT8, avx512-vnni"),
     Kind("onnxruntime-static-avx2", _q("onnxruntime", "static", "avx2"), "ORT static QDQ INT8, avx2"),
     Kind("onnxruntime-static-arm64", _q("onnxruntime", "static", "arm64"), "ORT static S8S8 INT8 + .ort (edge)"),
+    Kind("onnxruntime-dynamic-arm64", _q("onnxruntime", "dynamic", "arm64"),
+         "ORT dynamic INT8 + INT8 embeddings + .ort (edge: the arm64 preset's smallest)"),
     Kind("onnxruntime-static-tensorrt", _q("onnxruntime", "static", "tensorrt"), "symmetric QDQ for TensorRT (run on CPU ORT here)"),
     Kind("openvino-fp32", _ov("fp32"), "OpenVINO IR, f32 inference precision"),
     Kind("openvino-bf16", _ov("bf16"), "OpenVINO IR, bf16 inference precision"),

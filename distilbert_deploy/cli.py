@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a tolerance (see benchmarks/parity/tolerances.py); 'none' reports without judging")
     q.add_argument("--case", action="append", default=[], help="only this case id or id prefix (repeatable)")
     q.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    q.add_argument("--platform", action="append", default=[], metavar="host|linux-aarch64",
+                   help="where the artifact's inference runs (repeatable or comma-separated; default host). "
+                        "linux-aarch64: the aarch64 build of ONNX Runtime under QEMU (make arm64-env); the PyTorch "
+                        "reference and the judging stay on this host")
     q.add_argument("--no-manifest", action="store_true", help="do not write the verdict into the manifests")
     q.set_defaults(run=cmd_parity)
 

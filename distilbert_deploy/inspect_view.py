@@ -17,6 +17,36 @@ def _fmt(value) -> str:
     return "-" if value is None else str(value)
 
 
+def _edge_rows(m) -> list[tuple[str, str]]:
+    """Size against the fp32 parent, and which nodes stayed fp32 and why (quantized artifacts)."""
+    r, rows = m.recipe, []
+    sizes = r.get("size_bytes") or {}
+    if sizes.get("parent_onnx"):
+        shipped = sizes.get("ort") or sizes.get("onnx")
+        rows.append(("size", f"{(m.model_file)} {shipped / 1e6:.1f} MB vs fp32 parent {sizes['parent_onnx'] / 1e6:.1f} MB "
+                             f"({shipped / sizes['parent_onnx']:.0%})"))
+    if fp32 := r.get("fp32_nodes"):
+        acc = r.get("accuracy_control") or {}
+        kept = acc.get("kept_fp32") or []
+        why = (f"the task head by design (INT8 heads flipped labels); {len(kept)} of {acc.get('quantizable_nodes', '?')} "
+               f"encoder MatMuls kept by the accuracy control (most sensitive first, bound {acc.get('bound', {})})")
+        rows.append(("fp32 nodes", f"{_fmt(fp32)}\nwhy: {why}"))
+    return rows
+
+
+def _verdict_rows(m) -> list[tuple[str, str]]:
+    """The parity suite's verdict on this host and on every other platform it ran on."""
+    suite = m.parity.get("suite") or {}
+    rows = []
+    for label, record in [("this host", suite), *((k, v) for k, v in (suite.get("platforms") or {}).items())]:
+        runs = record.get("runs") or {}
+        if runs:
+            where = next((r.get("platform") for r in runs.values() if r.get("platform")), label)
+            rows.append((f"parity ({label})", f"{'PASSED' if record.get('passed') else 'FAILED'} on {where}: "
+                         + ", ".join(f"{p} {r.get('cases')} cases, corpus {r.get('corpus')}" for p, r in runs.items())))
+    return rows
+
+
 def render(art: Artifact, verified: bool = True) -> None:
     m = art.manifest
     out = Console()
@@ -31,7 +61,11 @@ def render(art: Artifact, verified: bool = True) -> None:
     for k in ("min", "opt", "max"):
         head.add_row(f"profile {k}", _fmt(m.shape_profile.get(k, {})))
     head.add_row("recipe", _fmt(m.recipe))
+    for name, value in _edge_rows(m):
+        head.add_row(name, value)
     head.add_row("versions", _fmt(m.versions))
+    for name, value in _verdict_rows(m):
+        head.add_row(name, value)
     head.add_row("parity", json.dumps(m.parity) if m.parity else "-")
     out.print(head)
     io = Table("io", "name", "dtype", "dims", title="inputs / outputs", title_justify="left")

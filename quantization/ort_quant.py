@@ -18,6 +18,7 @@ from runtimes.heads import get_head
 from runtimes.progress import step
 
 from .config import QuantizeConfig
+from .edge_bundle import README, write_ort_format, write_readme
 from .presets import Preset, get_preset
 
 VERSIONED = ("onnx", "onnxruntime", "transformers")
@@ -54,10 +55,13 @@ def quantize(cfg: QuantizeConfig, texts: list[str] | None = None) -> Manifest:
         recipe["size_bytes"] = {"parent_onnx": parent.model_path.stat().st_size, "onnx": out.stat().st_size}
         model_file = "model.onnx"
         if preset.ort_format:  # the .ort is what an edge build ships, so it is the model that runs and parity judges
-            recipe["size_bytes"]["ort"] = write_ort_format(out, tmp / "model.ort")
+            made = write_ort_format(out, tmp / "model.ort")
+            recipe["size_bytes"]["ort"] = made["ort"]
             recipe["ort_format"] = {"file": "model.ort", "optimization": "fixed", "target_platform": "arm",
                                     "onnx": "model.onnx (same graph, kept for inspection and other builds)",
-                                    "note": "converted here on x86; not run on ARM hardware"}
+                                    "minimal_build_config": made["ops_config"], "readme": README,
+                                    "checked_on_arm": "distilbert-deploy parity DIR --platform linux-aarch64 (the "
+                                                      "aarch64 onnxruntime under QEMU; verdict in parity.suite.platforms)"}
             model_file = "model.ort"
         recipe["cpu_check"] = cpu_check(tmp / model_file, get_head(m.task).multiple_choice)
         if not recipe["cpu_check"]["ok"] and cfg.method != "fp16":
@@ -65,6 +69,8 @@ def quantize(cfg: QuantizeConfig, texts: list[str] | None = None) -> Manifest:
                                     f"{recipe['cpu_check']['error']}. Nothing was written")
         manifest = derived_manifest(parent, precision=PRECISION[cfg.method], model_file=model_file,
                                     recipe=recipe, versions=library_versions(*VERSIONED))
+        if preset.ort_format:
+            write_readme(tmp, manifest)
         return finalize(tmp, manifest)
 
 
@@ -144,17 +150,37 @@ def dynamic(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, ca
     from onnxruntime.quantization import quantize_dynamic
 
     per_channel = cfg.per_channel or preset.per_channel
-    def build(src: Path, selected: list[str], path: Path) -> None:
-        quantize_dynamic(str(src), str(path), op_types_to_quantize=INT8_OPS, per_channel=per_channel,
-                         reduce_range=preset.reduce_range, weight_type=_qtype(preset.weight_type),
-                         nodes_to_quantize=selected, extra_options={"MatMulConstBOnly": True})
 
-    accuracy = _controlled(parent, cfg, out, build,
-                           f"dynamic INT8 ({preset.name}: weights {preset.weight_type}, reduce_range {preset.reduce_range})")
-    return {"format": "onnx (QOperator, dynamic activations)", "activation_type": "QUInt8 (dynamic)",
+    def attempt(tables: list[str]) -> dict:
+        def build(src: Path, selected: list[str], path: Path) -> None:
+            quantize_dynamic(str(src), str(path), op_types_to_quantize=INT8_OPS + (["Gather"] if tables else []),
+                             per_channel=per_channel, reduce_range=preset.reduce_range,
+                             weight_type=_qtype(preset.weight_type), nodes_to_quantize=selected + tables,
+                             extra_options={"MatMulConstBOnly": True})
+
+        return _controlled(parent, cfg, out, build, f"dynamic INT8 ({preset.name}: weights {preset.weight_type}, "
+                                                    f"reduce_range {preset.reduce_range}, per-channel {per_channel})")
+
+    accuracy, embeddings = _with_embeddings(parent, preset, attempt)
+    return {**embeddings, "format": "onnx (QOperator, dynamic activations)", "activation_type": "QUInt8 (dynamic)",
             "weight_type": preset.weight_type, "reduce_range": preset.reduce_range, "per_channel": per_channel,
             "op_types": INT8_OPS, "fp32_nodes": ["task head", *accuracy["kept_fp32"]], "calibration": None,
             "accuracy_control": accuracy}
+
+
+def _with_embeddings(parent: Artifact, preset: Preset, attempt) -> tuple[dict, dict]:
+    """attempt(word-embedding Gathers to quantize) -> the accuracy record. With the preset's INT8 table first, in
+    every accuracy trial (so the control judges, and compensates for, the table as shipped); without it when the
+    table costs more than any fp32 fallback recovers. Returns (accuracy, the recipe's word_embeddings entry)."""
+    if not preset.small_embeddings:
+        return attempt([]), {}
+    tables = word_embedding_gathers(parent.model_path)
+    try:
+        return attempt(tables), {"word_embeddings": {"int8": True, "nodes": tables, "format": "INT8 table, "
+                                                     "dequantized after the lookup"}}
+    except QuantizationError as e:
+        return attempt([]), {"word_embeddings": {"int8": False, "why": f"with an INT8 word-embedding table: "
+                                                                       f"{str(e)[:400]}"}}
 
 
 def _private_copy(parent: Artifact, out: Path) -> Path:
@@ -198,10 +224,8 @@ def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, cal
              "MatMulConstBOnly": True}
     reader = make_reader(parent.path, texts, get_head(parent.manifest.task).multiple_choice)
 
-    def attempt(small_embeddings: bool) -> tuple[dict, dict | None]:
+    def attempt(tables: list[str]) -> dict:
         reader.rewind()
-        # In every trial, so accuracy control judges (and compensates for) the INT8 table of the model as shipped.
-        tables = word_embedding_gathers(parent.model_path) if small_embeddings else []
 
         def build(src: Path, selected: list[str], path: Path) -> None:
             quantize_static(str(src), str(path), reader, quant_format=QuantFormat.QDQ,
@@ -213,20 +237,11 @@ def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, cal
                             # calibrated once; every accuracy-control trial reuses it
                             calibration_cache_path=str(src.parent / "calibration-ranges.json"))
 
-        accuracy = _controlled(parent, cfg, out, build,
-                               f"static QDQ INT8 ({preset.name}, {cfg.calibrate_method} on {len(texts)} tweets)")
-        return accuracy, ({"int8": True, "nodes": tables, "format": "QDQ Gather: per-tensor INT8 table, dequantized "
-                           "after the lookup"} if tables else None)
+        return _controlled(parent, cfg, out, build,
+                           f"static QDQ INT8 ({preset.name}, {cfg.calibrate_method} on {len(texts)} tweets)")
 
     with reader:
-        try:
-            accuracy, embeddings = attempt(preset.small_embeddings)
-        except QuantizationError as e:
-            if not preset.small_embeddings:
-                raise
-            accuracy, embeddings = attempt(False)  # the INT8 table cost more than any fp32 fallback recovers
-            embeddings = {"int8": False, "why": f"with an INT8 word-embedding table: {str(e)[:400]}"}
-    recipe = {} if embeddings is None else {"word_embeddings": embeddings}
+        accuracy, recipe = _with_embeddings(parent, preset, attempt)
     return {**recipe, "format": "onnx (QDQ)", "activation_type": preset.activation_type, "weight_type": preset.weight_type,
             "activation_symmetric": preset.activation_symmetric, "weight_symmetric": preset.weight_symmetric,
             "reduce_range": preset.reduce_range, "per_channel": per_channel, "op_types": INT8_OPS,
@@ -237,25 +252,6 @@ def static(parent: Artifact, out: Path, preset: Preset, cfg: QuantizeConfig, cal
 
 
 RECIPES = {"optimize": optimize, "fp16": fp16, "dynamic": dynamic, "static": static}
-
-
-def write_ort_format(onnx_path: Path, target: Path) -> int:
-    """Convert to ORT's flatbuffer format (minimal / mobile builds); returns its size in bytes."""
-    import tempfile
-
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
-
-    with step("convert to .ort (fixed optimizations, target_platform arm)"), \
-            tempfile.TemporaryDirectory(dir=onnx_path.parent.parent) as work:
-        src = Path(work) / "in" / "model.onnx"
-        src.parent.mkdir()
-        shutil.copy2(onnx_path, src)
-        convert_onnx_models_to_ort(src.parent, Path(work) / "out", [OptimizationStyle.Fixed], target_platform="arm")
-        made = sorted((Path(work) / "out").rglob("*.ort"))
-        if not made:
-            raise QuantizationError("onnxruntime produced no .ort file. Nothing was written")
-        shutil.move(str(made[0]), target)
-    return target.stat().st_size
 
 
 def cpu_check(path: Path, multiple_choice: bool) -> dict:

@@ -40,8 +40,9 @@ PRESETS: dict[str, Preset] = {
                ORT, ("optimize", "dynamic", "static")),
         Preset("avx2", "x86 AVX2 without VNNI: reduce_range avoids the u8s8 16-bit saturation",
                ORT, ("optimize", "dynamic", "static"), reduce_range=True),
-        Preset("arm64", "ARM64 edge (NEON dot-product): S8S8 QDQ, INT8 word embeddings, an .ort file for minimal builds",
-               ORT, ("static",), activation_type="QInt8", ort_format=True, small_embeddings=True),
+        Preset("arm64", "ARM64 edge (NEON dot-product): INT8 encoder (static: S8S8 QDQ; dynamic: u8 activations "
+                        "quantized per call) and word embeddings, an .ort file and its operator config for minimal builds",
+               ORT, ("static", "dynamic"), activation_type="QInt8", ort_format=True, small_embeddings=True),
         Preset("tensorrt", "TensorRT (ORT TensorRT EP): symmetric S8S8 QDQ, per-channel weights",
                ORT, ("static",), activation_type="QInt8", activation_symmetric=True, per_channel=True),
         Preset("cuda", "NVIDIA GPU via the CUDA EP: fp16 with LayerNorm/Softmax/reductions kept in fp32",

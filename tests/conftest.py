@@ -47,8 +47,19 @@ def _tensorrt():
                 "(pip install '.[tensorrt-rtx]')")
 
 
+def _arm64():
+    from runtimes.arm64.env import locate
+    from runtimes.errors import BackendUnavailable
+
+    try:
+        locate()
+    except BackendUnavailable as e:
+        return f"needs the emulated aarch64 environment (make arm64-env): {e}"
+
+
 PROBES = {
     "gpu": _gpu,
+    "arm64": _arm64,
     "tensorrt": _tensorrt,
     "openvino": _module("openvino", "openvino"),
     "inc": _inc,

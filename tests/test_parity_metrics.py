@@ -82,6 +82,22 @@ def test_accuracy_drop_fails_low_precision():
     assert c["max_abs"].passed is None  # reported only
 
 
+def test_accuracy_drop_of_exactly_the_limit_passes():
+    """3 of 300 tweets lost is a 1-point drop: it meets a 1-point limit (float subtraction of the two accuracies
+    gave -0.010000000000000009, which failed it)."""
+    tol = tolerance_for("text-classification", "int8")
+    assert tol.max_accuracy_drop == 0.01
+    gold = ["a"] * 300
+    ref = ["a"] * 196 + ["b"] * 104
+    for lost, ok in ((3, True), (4, False)):
+        got = ["b"] * lost + ref[lost:]
+        rs = [CaseResult(str(i), num([0.0], [0.0]), [(r, g, 0.01)], pred=(r, g, y))
+              for i, (r, g, y) in enumerate(zip(ref, got, gold))]
+        c, _ = checks("text-classification", rs, tol)
+        assert c["accuracy_delta"].value == -lost / 300 and c["accuracy_delta"].passed is ok, lost
+    assert (196 - 3) / 300 - 196 / 300 < -0.01  # what the old subtraction gave
+
+
 def test_token_classification_per_token_agreement():
     rs = [CaseResult("t", num([0.0], [0.0]), [("O", "O", 1.0), ("B-PER", "B-PER", 1.0), ("I-PER", "O", 0.6)])]
     c, fails = checks("token-classification", rs, TOL)

@@ -30,7 +30,7 @@ def built(src, tmp_path_factory):
     root = tmp_path_factory.mktemp("quantized")
     out = {}
     for method, target in (("optimize", None), ("fp16", None), ("dynamic", None), ("static", None),
-                           ("static", "tensorrt"), ("static", "arm64")):
+                           ("static", "tensorrt"), ("static", "arm64"), ("dynamic", "arm64")):
         path = root / f"{method}-{target}"
         quantize(src, path, method=method, target=target)
         out[method, target] = path
@@ -38,7 +38,7 @@ def built(src, tmp_path_factory):
 
 
 @pytest.mark.parametrize("method,target", [("optimize", None), ("fp16", None), ("dynamic", None), ("static", None),
-                                           ("static", "tensorrt"), ("static", "arm64")])
+                                           ("static", "tensorrt"), ("static", "arm64"), ("dynamic", "arm64")])
 def test_manifest_and_loadable(built, src, method, target):
     import numpy as np
 
@@ -66,6 +66,49 @@ def test_manifest_and_loadable(built, src, method, target):
         ids = np.array([[101, 2023, 2003, 102]], dtype=np.int64)
         out = rt.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)})
     assert out["start_logits"].shape == (1, 4) and np.isfinite(out["start_logits"]).all()
+
+
+@pytest.mark.parametrize("method", ["static", "dynamic"])
+def test_edge_bundle(built, src, method):
+    """Beside model.ort: the minimal-build operator config of exactly this model, the tokenizer, and a README with
+    the ORT version, the input contract, the labels and the size; all checksummed in the manifest."""
+    import onnx
+
+    art = built[method, "arm64"]
+    m = json.loads((art / "manifest.json").read_text())
+    assert {"model.ort", "required_operators_and_types.config", "README.md", "tokenizer.json",
+            "tokenizer_config.json"} <= set(m["files"])
+    assert m["recipe"]["ort_format"]["minimal_build_config"] == "required_operators_and_types.config"
+    config = (art / "required_operators_and_types.config").read_text()
+    domains = [line.split(";")[0] for line in config.splitlines() if line and not line.startswith("#")]
+    assert "ai.onnx" in domains, config
+    ops_in_graph = {n.op_type for n in onnx.load(str(art / "model.onnx")).graph.node}
+    quantized = {"static": "DequantizeLinear", "dynamic": "MatMulInteger"}[method]
+    assert quantized in ops_in_graph and quantized in config and "Gather" in config
+    readme = (art / "README.md").read_text()
+    assert f"ONNX Runtime **{m['versions']['onnxruntime']}**" in readme
+    assert "| `input_ids` | int64 |" in readme and "| `attention_mask` | int64 |" in readme
+    assert "No `token_type_ids`" in readme and "--include_ops_by_config required_operators_and_types.config" in readme
+    sizes = m["recipe"]["size_bytes"]
+    assert f"| `model.ort` (ships) | {sizes['ort'] / 1e6:.1f} MB |" in readme
+    assert f"| fp32 parent `model.onnx` | {sizes['parent_onnx'] / 1e6:.1f} MB |" in readme
+    kept = m["recipe"]["accuracy_control"]["kept_fp32"]
+    assert f"{len(kept)} of {m['recipe']['accuracy_control']['quantizable_nodes']} encoder MatMuls" in readme
+    assert m["recipe"]["word_embeddings"]["int8"] and "Word embeddings: INT8" in readme
+
+
+def test_inspect_shows_size_and_fp32_nodes(built):
+    import os
+    import subprocess
+    import sys
+
+    art = built["static", "arm64"]
+    r = subprocess.run([sys.executable, "-m", "distilbert_deploy.cli", "inspect", str(art)], capture_output=True,
+                       text=True, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    sizes = json.loads((art / "manifest.json").read_text())["recipe"]["size_bytes"]
+    assert f"model.ort {sizes['ort'] / 1e6:.1f} MB vs fp32 parent {sizes['parent_onnx'] / 1e6:.1f} MB" in r.stdout
+    assert "fp32 nodes" in r.stdout and "task head" in r.stdout and "accuracy control" in r.stdout
 
 
 def test_ort_format_for_arm64(built):
@@ -141,7 +184,7 @@ def test_empty_calibration_texts(src, tmp_path):
     _assert_nothing_left(tmp_path)
 
 
-@pytest.mark.parametrize("method,target", [("dynamic", "tensorrt"), ("fp16", "avx512-vnni"), ("dynamic", "arm64"),
+@pytest.mark.parametrize("method,target", [("dynamic", "tensorrt"), ("fp16", "avx512-vnni"), ("optimize", "arm64"),
                                            ("static", "cuda"), ("static", "nope")])
 def test_preset_mismatch(src, tmp_path, method, target):
     with pytest.raises(ConfigError, match="target"):

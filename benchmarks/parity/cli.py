@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 from .report import fmt, write
-from .runner import ParityConfig, default_artifacts, run_parity
+from .runner import HOST, ParityConfig, default_artifacts, run_parity
+
+
+def _listed(values: list[str]) -> tuple[str, ...]:
+    return tuple(v.strip() for x in values for v in x.split(",") if v.strip())
 
 
 def run(args) -> int:
@@ -10,10 +14,10 @@ def run(args) -> int:
 
     from runtimes.progress import console
 
-    precisions = tuple(p.strip() for x in args.precision for p in x.split(",") if p.strip())
+    precisions = _listed(args.precision)
     cfg = ParityConfig(artifacts=tuple(args.artifact) or default_artifacts(args.artifacts), corpus=args.corpus,
                        precisions=precisions, tol=tuple(args.tol), cases=tuple(args.case), device=args.device,
-                       write_manifest=not args.no_manifest)
+                       write_manifest=not args.no_manifest, platforms=_listed(args.platform) or (HOST,))
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*cols, console=console()) as progress:
         report = run_parity(cfg, progress)

@@ -45,14 +45,16 @@ class TargetReport:
     failures: tuple[CaseFailure, ...]
     repro: str
     tolerance: dict = field(default_factory=dict)
+    platform: str = ""  # where the candidate ran: "linux-x86_64", "linux-aarch64 (emulated, QEMU_CPU=...)"
 
     @property
     def id(self) -> str:
-        return f"{self.task}-{self.backend}-{self.precision}"
+        return target_id(self.task, self.backend, self.precision, self.platform)
 
     def summary(self) -> dict:
         """What goes into the artifact's manifest."""
         return {"passed": self.passed, "cases": self.cases, "reference": self.reference, "device": self.device,
+                "platform": self.platform,
                 "checks": {c.name: {"value": c.value, "limit": c.limit, "passed": c.passed} for c in self.checks},
                 "failures": len(self.failures)}
 
@@ -81,6 +83,12 @@ class Report:
         return cls(**{**d, "targets": targets})
 
 
+def target_id(task: str, backend: str, precision: str, platform: str = "") -> str:
+    """task-backend-precision, with '@platform' when the candidate ran emulated (one report may hold both)."""
+    base = f"{task}-{backend}-{precision}"
+    return f"{base}@{platform.split()[0]}" if "emulated" in platform else base
+
+
 def fmt(x: float | None) -> str:
     if x is None:
         return "–"
@@ -96,17 +104,19 @@ def to_markdown(d: dict) -> str:
     lines = [f"# Parity: {verdict}", "",
              f"Reference: PyTorch fp32 on CPU. Corpus `{c['size']}` (version {c['version']}). "
              f"{sum(t['passed'] for t in d['targets'])}/{len(d['targets'])} targets pass. Created {d['created']}.", "",
-             "| target | artifact | cases | result | checks (value vs limit) |", "|---|---|---|---|---|"]
+             "| target | platform | artifact | cases | result | checks (value vs limit) |", "|---|---|---|---|---|---|"]
     for t in d["targets"]:
         checks = "; ".join(f"{'❌ ' if k['passed'] is False else ''}{k['name']} {fmt(k['value'])}"
                            + (f" {k['op']} {fmt(k['limit'])}" if k["limit"] is not None else " (reported)")
                            + (f" ({k['detail']})" if k["name"] == "accuracy_delta" else "")
                            for k in t["checks"])
-        lines.append(f"| `{t['task']}-{t['backend']}-{t['precision']}` | `{t['artifact']}` | {t['cases']} | "
+        tid = target_id(t["task"], t["backend"], t["precision"], t.get("platform", ""))
+        lines.append(f"| `{tid}` | {t.get('platform') or '–'} | `{t['artifact']}` | {t['cases']} | "
                      f"{'pass' if t['passed'] else '**FAIL**'} | {checks} |")
     failing = [t for t in d["targets"] if not t["passed"]]
     for t in failing:
-        lines += ["", f"## FAIL `{t['task']}-{t['backend']}-{t['precision']}` ({t['artifact']})", "",
+        tid = target_id(t["task"], t["backend"], t["precision"], t.get("platform", ""))
+        lines += ["", f"## FAIL `{tid}` ({t['artifact']}, {t.get('platform') or 'host'})", "",
                   f"Reproduce: `{t['repro']}`", ""]
         for k in t["checks"]:
             if k["passed"] is False:

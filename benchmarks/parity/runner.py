@@ -3,11 +3,15 @@ reference on the corpus, write the verdict into each manifest, and return the Re
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
+import platform as _platform
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from runtimes.artifact import read_manifest, update_manifest
 from runtimes.base import PRECISIONS, RuntimeOptions
@@ -19,6 +23,9 @@ from .report import Report, TargetReport
 from .tolerances import parse_overrides, tolerance_for
 
 BATCH_SIZE = 8
+HOST = "host"
+ARM64 = "linux-aarch64"  # the artifact runs in the aarch64 ONNX Runtime under QEMU (runtimes/arm64)
+PLATFORMS = (HOST, ARM64)
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class ParityConfig:
     cases: tuple[str, ...] = ()  # only these case ids (or id prefixes)
     device: str = "cpu"
     write_manifest: bool = True
+    platforms: tuple[str, ...] = (HOST,)  # where the artifact's inference runs; the reference always runs here
 
     def __post_init__(self):
         if not self.artifacts:
@@ -40,10 +48,14 @@ class ParityConfig:
         if bad := [p for p in self.precisions if p not in PRECISIONS]:
             raise ConfigError(f"unknown precision {bad}. Expected some of: {', '.join(PRECISIONS)}")
         parse_overrides(self.tol)  # ConfigError on a malformed override
+        bad = [p for p in self.platforms if p not in PLATFORMS]
+        if bad or not self.platforms:
+            raise ConfigError(f"unknown platform {bad}. Expected some of: {', '.join(PLATFORMS)} (host: this "
+                              f"machine; {ARM64}: the aarch64 ONNX Runtime, emulated; build it with make arm64-env)")
 
 
-def targets(cfg: ParityConfig) -> list[tuple[Path, str]]:
-    """(artifact, precision) pairs. --precision applies to artifacts that can run it: a torch artifact runs
+def targets(cfg: ParityConfig) -> list[tuple[Path, str, str]]:
+    """(artifact, precision, platform). --precision applies to artifacts that can run it: a torch artifact runs
     any precision the device allows; a compiled artifact only the precision it was built for."""
     out = []
     for path in cfg.artifacts:
@@ -52,15 +64,18 @@ def targets(cfg: ParityConfig) -> list[tuple[Path, str]]:
         runnable = [p for p in wanted if p == m.precision or m.backend == "torch"]
         if cfg.precisions and not runnable:
             continue
-        out += [(Path(path), p) for p in runnable]
+        out += [(Path(path), p, where) for p in runnable for where in cfg.platforms]
     if not out:
         raise ConfigError(f"none of the artifacts can run precision(s) {', '.join(cfg.precisions)}")
     return out
 
 
-def repro_command(path: Path, precision: str, cfg: ParityConfig, case: str | None = None) -> str:
+def repro_command(path: Path, precision: str, cfg: ParityConfig, case: str | None = None,
+                  where: str = HOST) -> str:
     args = ["distilbert-deploy", "parity", str(path), "--precision", precision, "--corpus", cfg.corpus,
             "--out", "reports/repro"]
+    if where != HOST:
+        args += ["--platform", where]
     if cfg.device != "cpu":
         args += ["--device", cfg.device]
     for t in cfg.tol:
@@ -87,16 +102,81 @@ def reference_for(manifest):
     return loaded
 
 
-def run_parity(cfg: ParityConfig, progress=None) -> Report:
-    """progress: a rich Progress (or None) that gets one bar per target."""
+def host_platform() -> str:
+    return f"{_platform.system().lower()}-{_platform.machine()}"
+
+
+def open_candidate(path: Path, options: RuntimeOptions, where: str):
+    """The loaded runtime under test and the platform it runs on, as reports record it."""
+    from runtimes.registry import load_runtime
+
+    if where == ARM64:
+        from runtimes.arm64.runtime import EmulatedArm64Runtime
+        from runtimes.artifact import load_artifact
+
+        runtime = EmulatedArm64Runtime(load_artifact(path), options).load()
+        return runtime, runtime.env.platform
+    return load_runtime(path, options), host_platform()
+
+
+class Replay:
+    """Outputs computed ahead of the cases (by the emulated aarch64), served for the feeds the task layer asks for."""
+
+    def __init__(self, feeds: list[dict], outputs: list):
+        self.table = {feed_key(f): o for f, o in zip(feeds, outputs)}
+
+    def infer(self, feed):
+        out = self.table.get(feed_key(feed))
+        if out is None:
+            raise ArtifactMismatch("internal: the task layer asked for a feed that was not run ahead (its "
+                                   "tokenization is not deterministic?)")
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def feed_key(feed: dict) -> bytes:
+    h = hashlib.sha256()
+    for name in sorted(feed):
+        a = np.ascontiguousarray(feed[name])
+        h.update(f"{name}{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.digest()
+
+
+def precomputed(arm, path: Path, options: RuntimeOptions, cases, mk: dict, progress, label: str) -> Replay:
+    """The feeds of every case (the task layer driven by the host runtime, whose outputs are dropped), run on the
+    emulated aarch64 side by side (EmulatedArm64Runtime.run_feeds)."""
     from runtimes.registry import load_runtime
     from runtimes.tasks import TaskPipeline, load_tokenizer
 
+    m = arm.manifest
+    feeds = []
+    with load_runtime(path, options) as host:
+        pipe = TaskPipeline(Recorder(host), load_tokenizer(path), m.task, m.labels, **mk)
+        for case in cases:
+            try:
+                feeds += [f for f, _ in run_case(pipe, case, TASK_KWARGS[m.task])[1]]
+            except Exception:  # noqa: BLE001 (the replayed run reports the case)
+                feeds += [f for f, _ in pipe.runtime.take()]
+    bar = progress.add_task(f"{label}: emulated inference", total=len(feeds)) if progress else None
+    outputs = arm.run_feeds(feeds, done=(lambda: progress.advance(bar)) if progress else None)
+    return Replay(feeds, outputs)
+
+
+def run_parity(cfg: ParityConfig, progress=None) -> Report:
+    """progress: a rich Progress (or None) that gets one bar per target."""
+    from runtimes.tasks import TaskPipeline, load_tokenizer
+
     overrides = parse_overrides(cfg.tol)
+    if ARM64 in cfg.platforms:  # before any reference loads: a missing environment is bad input, said at once
+        from runtimes.arm64.env import locate
+
+        locate()
     references: dict = {}
     ref_results: dict = {}  # (reference key, max_len, batch, case id) -> the reference's answer: computed once
     reports = []
-    for path, precision in targets(cfg):
+    for path, precision, where in targets(cfg):
         m = read_manifest(path)
         key = (m.source.get("name"), m.source.get("sha256"), m.task)
         if key not in references:
@@ -109,15 +189,19 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
                  if not cfg.cases or any(c.id == x or c.id.startswith(x.rstrip("*")) for x in cfg.cases)]
         if not cases:
             raise ConfigError(f"no {m.task} case matches --case {', '.join(cfg.cases)}")
-        label = f"{m.task}-{m.backend}-{precision}"
+        label = f"{m.task}-{m.backend}-{precision}" + ("" if where == HOST else f" on {where}")
         bar = progress.add_task(label, total=len(cases)) if progress else None
         t0 = time.perf_counter()
         device = "cuda" if m.backend == "tensorrt" else cfg.device  # an engine runs on its GPU or not at all
-        runtime = load_runtime(path, RuntimeOptions(device=device, precision=precision))
+        options = RuntimeOptions(device=device, precision=precision)
+        runtime, platform = open_candidate(path, options, where)
         try:
             mk = dict(max_length=max_len, batch_size=batch)
             ref_pipe = TaskPipeline(Recorder(TorchReference(ref.model, m.task)), ref.tokenizer, m.task, ref.labels, **mk)
-            got_pipe = TaskPipeline(Recorder(runtime), load_tokenizer(path), m.task, m.labels, **mk)
+            candidate = runtime
+            if where == ARM64:  # every feed runs ahead, spread over the emulated workers; the cases then replay them
+                candidate = precomputed(runtime, path, options, cases, mk, progress, label)
+            got_pipe = TaskPipeline(Recorder(candidate), load_tokenizer(path), m.task, m.labels, **mk)
             special = set(ref.tokenizer.all_special_ids)
             results = []
             for case in cases:
@@ -136,28 +220,41 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
                     progress.advance(bar)
         finally:
             runtime.close()
-        checks, fails = judge(m.task, results, tol, lambda cid: repro_command(path, precision, cfg, cid))
+        checks, fails = judge(m.task, results, tol, lambda cid: repro_command(path, precision, cfg, cid, where))
         passed = all(c.passed is not False for c in checks) and not fails
         rep = TargetReport(str(path), m.task, m.backend, precision, device, f"torch fp32 cpu: {ref.name}",
                            passed, len(cases), round(time.perf_counter() - t0, 2), tuple(checks), tuple(fails),
-                           repro_command(path, precision, cfg), {k: v for k, v in vars(tol).items()})
+                           repro_command(path, precision, cfg, where=where), {k: v for k, v in vars(tol).items()},
+                           platform)
         reports.append(rep)
         if cfg.write_manifest and not cfg.cases:
-            write_summary(path, rep, cfg)
+            write_summary(path, rep, cfg, where)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    command = ["distilbert-deploy", "parity", *map(str, cfg.artifacts)]
+    if cfg.platforms != (HOST,):
+        command += ["--platform", ",".join(cfg.platforms)]
     return Report(all(r.passed for r in reports), tuple(reports),
                   {"size": cfg.corpus, "version": corpus.version(), "file": "benchmarks/parity/corpus.json"},
-                  created, shlex.join(["distilbert-deploy", "parity", *map(str, cfg.artifacts)]))
+                  created, shlex.join(command))
 
 
-def write_summary(path: Path, rep: TargetReport, cfg: ParityConfig) -> None:
-    """parity.suite in the manifest: one entry per precision run, next to export_validation."""
+def write_summary(path: Path, rep: TargetReport, cfg: ParityConfig, where: str = HOST) -> None:
+    """parity.suite in the manifest: one entry per precision run, next to export_validation. Runs on this host
+    decide suite.passed (what the service checks); runs elsewhere (the emulated aarch64) are kept beside them under
+    suite.platforms.<platform>, each with the platform it ran on, so a reader sees both verdicts."""
     m = read_manifest(path)
     suite = dict(m.parity.get("suite") or {})
-    runs = {**suite.get("runs", {}), rep.precision: {**rep.summary(), "corpus": cfg.corpus,
-                                                    "corpus_version": corpus.version()}}
-    suite = {"passed": all(r["passed"] for r in runs.values()), "runs": runs,
-             "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run = {**rep.summary(), "corpus": cfg.corpus, "corpus_version": corpus.version()}
+    if where == HOST:
+        runs = {**suite.get("runs", {}), rep.precision: run}
+        suite.update(passed=all(r["passed"] for r in runs.values()), runs=runs, updated=now)
+    else:
+        other = dict(suite.get("platforms") or {})
+        runs = {**other.get(where, {}).get("runs", {}), rep.precision: run}
+        other[where] = {"passed": all(r["passed"] for r in runs.values()), "platform": rep.platform, "runs": runs,
+                        "updated": now}
+        suite["platforms"] = other
     update_manifest(path, parity={**m.parity, "suite": suite})
 
 

@@ -23,7 +23,7 @@ def _edge_rows(m) -> list[tuple[str, str]]:
     sizes = r.get("size_bytes") or {}
     if sizes.get("parent_onnx"):
         shipped = sizes.get("ort") or sizes.get("onnx")
-        rows.append(("size", f"{(m.model_file)} {shipped / 1e6:.1f} MB vs fp32 parent {sizes['parent_onnx'] / 1e6:.1f} MB "
+        rows.append(("size", f"{m.model_file} {shipped / 1e6:.1f} MB vs fp32 parent {sizes['parent_onnx'] / 1e6:.1f} MB "
                              f"({shipped / sizes['parent_onnx']:.0%})"))
     if fp32 := r.get("fp32_nodes"):
         acc = r.get("accuracy_control") or {}

@@ -117,25 +117,27 @@ class EmulatedArm64Runtime(Runtime):
             w.started()
         return new
 
-    def _paths(self) -> tuple[Path, Path]:
+    def _send(self, w: _Worker, feed: dict) -> tuple[Path, Path]:
         n = next(self.calls)
-        return self.work / f"in-{n}.npz", self.work / f"out-{n}.npz"
+        src, dst = self.work / f"in-{n}.npz", self.work / f"out-{n}.npz"
+        np.savez(src, **feed)
+        w.send(src, dst)
+        return src, dst
 
     @staticmethod
-    def _take(dst: Path) -> dict[str, np.ndarray]:
-        with np.load(dst) as z:
-            return {k: z[k] for k in z.files}
-
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        src, dst = self._paths()
-        np.savez(src, **feed)
+    def _collect(w: _Worker, src: Path, dst: Path) -> dict[str, np.ndarray]:
+        """The worker's answer to one _send: its outputs, read back and removed with the feed file."""
         try:
-            self.workers[0].send(src, dst)
-            self.workers[0].reply()
-            return self._take(dst)
+            w.reply()
+            with np.load(dst) as z:
+                return {k: z[k] for k in z.files}
         finally:
             src.unlink(missing_ok=True)
             dst.unlink(missing_ok=True)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        w = self.workers[0]
+        return self._collect(w, *self._send(w, feed))
 
     def run_feeds(self, feeds: list[dict], workers: int | None = None, done=None) -> list:
         """Outputs for every feed, in order, from single-threaded workers running side by side; a feed ORT rejects
@@ -150,10 +152,7 @@ class EmulatedArm64Runtime(Runtime):
 
         def submit(w: _Worker) -> None:
             i, feed = todo.pop()
-            src, dst = self._paths()
-            np.savez(src, **feed)
-            w.send(src, dst)
-            busy[w.proc.stdout] = (w, i, src, dst)
+            busy[w.proc.stdout] = (w, i, *self._send(w, feed))
 
         try:
             for w in pool:
@@ -170,13 +169,9 @@ class EmulatedArm64Runtime(Runtime):
                 for key, _ in ready:
                     w, i, src, dst = busy.pop(key.fileobj)
                     try:
-                        w.reply()
-                        results[i] = self._take(dst)
+                        results[i] = self._collect(w, src, dst)
                     except ArtifactMismatch as e:
                         results[i] = e
-                    finally:
-                        src.unlink(missing_ok=True)
-                        dst.unlink(missing_ok=True)
                     if done:
                         done()
                     if todo:

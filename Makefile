@@ -59,10 +59,12 @@ PARITY_ARGS ?=
 parity: $(STAMP)
 	$(BIN)/distilbert-deploy parity $(ARTIFACTS) --artifacts $(ARTIFACTS_DIR) --out reports $(PARITY_ARGS)
 
-# Optimized / fp16 / INT8 artifacts (quantization/). BACKEND, METHOD (optimize, fp16, dynamic, static), TARGET
-# (avx512-vnni, avx2, arm64, tensorrt, cuda; empty = the method's default); the source fp32 artifact is exported first when missing.
+# Optimized / fp16 / INT8 artifacts (quantization/). BACKEND (onnxruntime, openvino, inc), METHOD (default: the
+# backend's, as quantization/config.py DEFAULT_METHOD: onnxruntime dynamic, openvino and inc int8), TARGET (empty:
+# `--target auto`, picked from this CPU's flags and recorded in the manifest; or a named preset: avx512-vnni, avx2,
+# arm64, tensorrt, cuda; openvino cpu-f32, avx512-bf16); the source fp32 artifact is exported first when missing.
 BACKEND ?= onnxruntime
-METHOD ?= dynamic
+METHOD ?= $(if $(filter onnxruntime,$(BACKEND)),dynamic,int8)
 TARGET ?=
 QUANT_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
 QUANT_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/$(BACKEND)-$(METHOD)$(if $(TARGET),-$(TARGET)))
@@ -205,7 +207,7 @@ MATRIX_ARGS ?=
 matrix: $(STAMP) $(INC_STAMP)
 	$(BIN)/python -m benchmarks.artifact_matrix --model $(MODEL) --artifacts $(ARTIFACTS_DIR) --out reports/matrix $(MATRIX_ARGS)
 
-# The production service (runtimes/serving; README "Serve a model"). ARTIFACT: artifact dir(s) to serve (default: the
+# The production service (runtimes/serving; docs/serving.md). ARTIFACT: artifact dir(s) to serve (default: the
 # demo's text-classification artifact of MODEL, exported when missing). SERVE_ARGS: more flags, e.g. --port 8080
 # --max-batch-size 32 --instances 2 --api-key-env API_KEY (see `distilbert-deploy serve -h`). Binds 127.0.0.1:8000.
 SERVE_ARTIFACT := $(ARTIFACTS_DIR)/$(MODEL)/text-classification/onnxruntime-fp32
@@ -236,7 +238,7 @@ bench-serve: $(STAMP) $(if $(filter ray%,$(subst $(comma), ,$(SERVE_BENCH_PEERS)
 	$(BIN)/python -m benchmarks.serve_bench run $(SERVE_BENCH_SRC) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) \
 		--peer $(SERVE_BENCH_PEERS) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
 
-# Edge: the arm64 artifact judged on aarch64 (runtimes/arm64; README "Quantize for an edge device"). arm64-env builds
+# Edge: the arm64 artifact judged on aarch64 (runtimes/arm64; docs/edge/README.md). arm64-env builds
 # an emulated aarch64 Python (QEMU user mode + a Debian trixie arm64 root filesystem + the aarch64 onnxruntime wheel
 # of the host's version) once per recipe under ARM64_CACHE (outside the checkout) and links it as .arm64-env; it needs
 # root once (apt, binfmt_misc, debootstrap). parity-arm judges ARTIFACTS (default: every arm64 artifact under

@@ -33,6 +33,8 @@ class Kind:
 
 
 def _q(backend: str, method: str, target: str | None = None, *extra: str) -> tuple[str, ...]:
+    # a kind names one recipe on every CPU: no `--target auto` here
+    target = target or {"openvino": "cpu-f32", "inc": None}.get(backend, "cuda" if method == "fp16" else "avx512-vnni")
     return ("quantize", "{src}", "--out", "{out}", "--backend", backend, "--method", method,
             *(("--target", target) if target else ()), *extra)
 

@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from runtimes.hardware import cpu_info, isa  # the one CPU reader every report uses
+
 TASK = "text-classification"
 SCHEMA_VERSION = 3  # 2: cpu is benchmarks.bench.env.cpu_info() (flags as a dict); 3: executed GFLOP per candidate
 
@@ -88,8 +90,8 @@ def ensure_artifacts(model: str, root: Path) -> dict[str, Path]:
     for key, pruned in (("fp32", False), ("fp32-cls", True)):
         if not (paths[key] / "manifest.json").exists():
             export(ExportConfig(model=model, task=TASK, out=paths[key], cls_pruning=pruned))
-    recipes = {"ov-int8": ("fp32", "openvino", "int8", None), "ov-int8-bf16": ("fp32", "openvino", "int8", "avx512-bf16"),
-               "ort-int8": ("fp32", "onnxruntime", "dynamic", None),
+    recipes = {"ov-int8": ("fp32", "openvino", "int8", "cpu-f32"), "ov-int8-bf16": ("fp32", "openvino", "int8", "avx512-bf16"),
+               "ort-int8": ("fp32", "onnxruntime", "dynamic", "avx512-vnni"),
                "ov-int8-bf16-cls": ("fp32-cls", "openvino", "int8", "avx512-bf16")}
     for key, (src, backend, method, target) in recipes.items():
         if not (paths[key] / "manifest.json").exists():
@@ -228,7 +230,6 @@ def gemm_roles(compiled, info) -> list[dict]:
 def run(args) -> dict:
     import torch
 
-    from benchmarks.bench.env import cpu_info
     from exporters.cls_pruning import saved_flops
     from exporters.models import load_model
     from runtimes.artifact import library_versions
@@ -283,7 +284,7 @@ def render(report: dict) -> str:
     """Markdown from the JSON report (a pure function: old reports re-render the same)."""
     out = [f"# INT8 floor benchmark: {report['model']} {report['task']}", "",
            f"CPU {report['cpu']['model']} ({report['cpu']['logical_cpus']} logical CPUs; "
-           f"{', '.join(f for f, on in report['cpu']['flags'].items() if on)}), {report['threads']} threads. "
+           f"ISA: {', '.join(isa(report['cpu'])) or 'none of note'}), {report['threads']} threads. "
            f"Timer: {report['timer']}. "
            f"{report['rounds']} interleaved rounds x {report['iters']} calls per candidate, one process.", ""]
     for s in report["shapes"]:

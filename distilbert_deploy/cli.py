@@ -92,10 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--out", type=Path, required=True, help="new artifact directory")
     z.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino (NNCF) or inc (Intel Neural "
                                                             "Compressor, in its own .venv-inc: make venv-inc)")
-    z.add_argument("--method", default="dynamic",
-                   help="onnxruntime: optimize, fp16, dynamic, static; openvino and inc: int8, int8-accuracy")
-    z.add_argument("--target", help="hardware preset. onnxruntime: avx512-vnni (default), avx2, arm64, tensorrt, "
-                                    "cuda (default for fp16); openvino: cpu-f32 (default), avx512-bf16")
+    z.add_argument("--method", help="onnxruntime: optimize, fp16, dynamic (default), static; openvino and inc: "
+                                    "int8 (default), int8-accuracy")
+    z.add_argument("--target", default="auto",
+                   help="hardware preset. auto (default): picked from this CPU's flags, recorded in the manifest with "
+                        "why (see `distilbert-deploy env`). onnxruntime: avx512-vnni, avx2, arm64, tensorrt, cuda "
+                        "(fp16); openvino: cpu-f32, avx512-bf16; inc: none")
     z.add_argument("--calibration-size", type=int, default=128, help="static: train tweets to calibrate on")
     z.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"])
     z.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
@@ -103,9 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction (0.01 = 1 point); enforced by onnxruntime dynamic/static and the int8-accuracy methods")
     z.set_defaults(run=cmd_quantize)
 
-    d = sub.add_parser("demo", help="export the default model, predict real text with both runtimes")
+    v = sub.add_parser("env", help="what this machine can build and run: libraries, providers, devices, GPU, CPU "
+                                   "ISA, the preset --target auto picks")
+    v.add_argument("--json", action="store_true", help="the record as JSON")
+    v.set_defaults(run=cmd_env)
+
+    d = sub.add_parser("demo", help="export the default model, predict real text with both runtimes, then build, judge "
+                                     "and time the fastest CPU artifact for this machine (OpenVINO INT8, --target auto)")
     d.add_argument("--model", default="default")
     d.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    d.add_argument("--reports", type=Path, default=Path("reports/demo"), help="writes parity.* and bench.* here")
     d.set_defaults(run=cmd_demo)
 
     o = sub.add_parser("export-openvino", help="ONNX fp32 artifact -> OpenVINO IR artifact (CPU)")
@@ -220,11 +229,57 @@ def cmd_export(args) -> None:
         print(f"validated against PyTorch on shapes {v['shapes']}: max abs diff {diffs}")
 
 
-def predict_inputs(args, task: str) -> list:
-    if args.file:
-        lines = (sys.stdin if str(args.file) == "-" else open(args.file)).read().splitlines()
-        lines = [x for x in lines if x.strip()]
-        return [json.loads(x) for x in lines] if task in ("question-answering", "multiple-choice") else lines
+# predict's input flags per task (--file works for every task)
+TASK_FLAGS = {
+    "question-answering": ("--question", "--context", "--top-k"),
+    "multiple-choice": ("--prompt", "--choice"),
+    "feature-extraction": ("--text", "--full"),
+    "fill-mask": ("--text", "--top-k"),
+    "text-classification": ("--text", "--top-k"),
+    "token-classification": ("--text",),
+}
+USAGE = {"question-answering": "--question Q --context C", "multiple-choice": "--prompt P --choice A --choice B"}
+
+
+def read_lines(file: Path) -> list[str]:
+    """Non-empty lines of a UTF-8 file ('-' = stdin); anything else is an InputError, never a traceback."""
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read --file {file}: {e.strerror}. Expected a readable text file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"--file {file} is not UTF-8 text: byte {e.start} is {data[e.start:e.start + 1]!r} "
+                         f"({e.reason}). Expected UTF-8, one input per line. Fix: convert it, e.g. "
+                         f"iconv -f LATIN1 -t UTF-8 {file} > {file}.utf8") from None
+    return [x for x in text.splitlines() if x.strip()]
+
+
+def check_flags(args, task: str) -> None:
+    """Flags for another task are an error naming this artifact's task and the flags it takes."""
+    given = {"--text": bool(args.text), "--question": args.question is not None, "--context": args.context is not None,
+             "--prompt": args.prompt is not None, "--choice": bool(args.choice), "--top-k": args.top_k is not None,
+             "--full": args.full}
+    wrong = [f for f, on in given.items() if on and f not in TASK_FLAGS.get(task, given)]
+    if wrong:
+        owners = {f: [t for t, flags in TASK_FLAGS.items() if f in flags] for f in wrong}
+        said = "; ".join(f"{f} is for {', '.join(ts)}" for f, ts in owners.items())
+        raise InputError(f"this artifact is {task}: {said}. {task} takes {', '.join(TASK_FLAGS[task])} or --file F")
+
+
+def predict_inputs(args, task: str, lines: list[str] | None) -> list:
+    if lines is not None:
+        if task not in USAGE:
+            return lines
+        out = []
+        for n, line in enumerate(lines, 1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InputError(f"--file: {task} expects JSON lines, one object per line; non-empty line {n} is "
+                                 f"not JSON ({e.msg}): {line[:60]!r}") from None
+        return out
     if task == "question-answering":
         return [{"question": args.question, "context": args.context}] if args.question and args.context else []
     if task == "multiple-choice":
@@ -236,16 +291,15 @@ def cmd_predict(args) -> None:
     from runtimes.base import RuntimeOptions
     from runtimes.pipeline import load_pipeline
 
+    lines = read_lines(args.file) if args.file else None  # before the model loads: a bad file fails fast
     providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else ()
     options = RuntimeOptions(device=args.device, precision=args.precision, providers=providers)
     pipe = load_pipeline(args.artifact, options, on_overflow="error" if args.error_on_overflow else "truncate")
     try:
-        inputs = predict_inputs(args, pipe.task)
+        check_flags(args, pipe.task)
+        inputs = predict_inputs(args, pipe.task, lines)
         if not inputs:
-            raise InputError(f"no input given for {pipe.task}. Expected "
-                             + {"question-answering": "--question Q --context C",
-                                "multiple-choice": "--prompt P --choice A --choice B"}.get(pipe.task, "--text T")
-                             + " (or --file)")
+            raise InputError(f"no input given for {pipe.task}. Expected {USAGE.get(pipe.task, '--text T')} (or --file)")
         kwargs = {"top_k": args.top_k} if args.top_k else {}
         # One call per input: each answer is exactly what transformers.pipeline(input) gives.
         answers = [pipe(x, **kwargs) for x in inputs]
@@ -286,9 +340,11 @@ def cmd_quantize(args) -> None:
                          calibrate_method=args.calibrate_method, per_channel=args.per_channel,
                          max_accuracy_drop=args.max_accuracy_drop)
     m = quantize(cfg)
-    sizes = m.recipe.get("size_bytes", {})
-    print(f"wrote {m.backend} {m.precision} artifact ({m.recipe.get('method')}, target {m.recipe.get('preset')}) "
+    sizes, choice = m.recipe.get("size_bytes", {}), cfg.target_choice
+    print(f"wrote {m.backend} {m.precision} artifact ({m.recipe.get('method')}, target {choice['picked'] or 'none'}) "
           f"for {m.task} to {args.out}")
+    if choice["requested"] == "auto" and choice["picked"]:
+        print(f"--target auto picked {choice['picked']}: {choice['why']}")
     if fusions := m.recipe.get("fusions"):
         print("fusions: " + ", ".join(f"{k} x{v}" for k, v in fusions.items()))
     if sizes:
@@ -296,10 +352,20 @@ def cmd_quantize(args) -> None:
     print(f"next: distilbert-deploy parity {args.out}")
 
 
+def cmd_env(args) -> None:
+    from .env_report import gather, render
+
+    record = gather()
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        render(record)
+
+
 def cmd_demo(args) -> None:
     from .demo import run
 
-    run(args.model, args.artifacts)
+    run(args.model, args.artifacts, args.reports)
 
 
 def cmd_serve(args) -> int:

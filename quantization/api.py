@@ -16,6 +16,7 @@ RECIPES: dict[str, str] = {
 
 
 def quantize(cfg: QuantizeConfig) -> Manifest:
+    cfg.target_choice  # noqa: B018 (resolve --target auto, or refuse a target the backend lacks, before any work)
     module, func = RECIPES[cfg.backend].split(":")
     try:
         mod = importlib.import_module(module)

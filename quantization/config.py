@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from runtimes.errors import ConfigError
@@ -12,6 +13,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "openvino": ("int8", "int8-accuracy"),
     "inc": ("int8", "int8-accuracy"),
 }
+DEFAULT_METHOD = {"onnxruntime": "dynamic", "openvino": "int8", "inc": "int8"}
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIBRATION = 8
 
@@ -21,8 +23,8 @@ class QuantizeConfig:
     artifact: Path
     out: Path
     backend: str = "onnxruntime"
-    method: str = "dynamic"
-    target: str | None = None  # None = the method's default preset (presets.DEFAULT_TARGET)
+    method: str | None = None  # None: the backend's default (DEFAULT_METHOD)
+    target: str | None = "auto"  # auto (or None): picked from this CPU's flags (auto_target.choose)
     calibration_size: int = 128
     calibrate_method: str = "minmax"
     per_channel: bool = False
@@ -31,6 +33,8 @@ class QuantizeConfig:
     def __post_init__(self):
         if self.backend not in METHODS:
             raise ConfigError(f"unknown quantization backend '{self.backend}'. Expected one of: {', '.join(METHODS)}")
+        if self.method is None:
+            object.__setattr__(self, "method", DEFAULT_METHOD[self.backend])
         if self.method not in METHODS[self.backend]:
             raise ConfigError(f"unknown method '{self.method}' for backend {self.backend}. "
                               f"Expected one of: {', '.join(METHODS[self.backend])}")
@@ -44,8 +48,13 @@ class QuantizeConfig:
         if Path(self.out).absolute() == Path(self.artifact).absolute():
             raise ConfigError("--out must differ from the source artifact (a recipe writes a new artifact)")
 
-    @property
-    def preset_name(self) -> str:
-        from .presets import DEFAULT_TARGET
+    @cached_property
+    def target_choice(self) -> dict:
+        """{"requested", "picked", "why"}: what the manifest records as recipe.target."""
+        from .auto_target import choose
 
-        return self.target or DEFAULT_TARGET.get(self.method, "")
+        return choose(self.backend, self.method, self.target)
+
+    @property
+    def preset_name(self) -> str | None:
+        return self.target_choice["picked"]

@@ -143,7 +143,7 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
             raise QuantizationError(f"Neural Compressor {cfg.method} of '{cfg.artifact}' failed: "
                                     f"{report.get('error', 'no model written')}. Nothing was written")
         recipe = {"format": "onnx (QDQ, MatMul/Gemm inputs only)", "quantizer": "onnx-neural-compressor",
-                  "quantizer_version": inc_version, "method": cfg.method, "backend": "inc",
+                  "quantizer_version": inc_version, "method": cfg.method, "backend": "inc", "target": cfg.target_choice,
                   "activation_type": "QUInt8 (asymmetric)", "weight_type": "QInt8 (symmetric)",
                   "per_channel": report["per_channel"], "op_types": ["MatMul", "Gemm"],
                   "graph_optimization": "ORT basic, before quantizing", "head_nodes_fp32": report["head_nodes"],

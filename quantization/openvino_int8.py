@@ -43,7 +43,7 @@ def quantize(cfg) -> Manifest:
     """cfg: quantization.config.QuantizeConfig with backend "openvino" and method "int8" or "int8-accuracy"."""
     if cfg.method not in METHODS:
         raise ConfigError(f"OpenVINO quantization method '{cfg.method}' is unknown. Expected one of: {', '.join(METHODS)}")
-    target = cfg.target or DEFAULT_TARGET
+    target = cfg.preset_name
     if target not in TARGETS:
         raise ConfigError(f"target '{target}' does not fit backend openvino (its targets: {', '.join(TARGETS)}). "
                           f"Fix: --target {DEFAULT_TARGET}, or --backend onnxruntime for the ONNX Runtime presets")
@@ -94,7 +94,7 @@ def quantize(cfg) -> Manifest:
     recipe = {"format": "openvino-ir", "quantizer": "nncf", "method": cfg.method, "model_type": "TRANSFORMER",
               "fp32_head": list(HEAD_PATTERNS), "fp32_outlier_layers": list(fp32_outliers),
               "compress_to_fp16": False, "device": "CPU", "attention": attention,
-              "preset": target, "inference_precision_hint": TARGETS[target],
+              "preset": target, "target": cfg.target_choice, "inference_precision_hint": TARGETS[target],
               "calibration": {"set": SOURCE, "size": len(texts), "max_length": MAX_LENGTH, "tokenizer": "artifact"}}
     if cfg.method == "int8":
         quantized = nncf.quantize(model, calibration, **common)

@@ -49,7 +49,7 @@ def quantize(cfg: QuantizeConfig, texts: list[str] | None = None) -> Manifest:
         copy_side_files(parent, tmp)
         out = tmp / "model.onnx"
         recipe = RECIPES[cfg.method](parent, out, preset, cfg, calib)
-        recipe.update(method=cfg.method, preset=preset.name, preset_description=preset.description,
+        recipe.update(method=cfg.method, preset=preset.name, preset_description=preset.description, target=cfg.target_choice,
                       backend=cfg.backend, max_accuracy_drop=cfg.max_accuracy_drop,
                       parent_recipe=m.recipe.get("method") or m.recipe.get("format"))
         recipe["size_bytes"] = {"parent_onnx": parent.model_path.stat().st_size, "onnx": out.stat().st_size}

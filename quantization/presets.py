@@ -49,7 +49,6 @@ PRESETS: dict[str, Preset] = {
                ORT, ("optimize", "fp16")),
     )
 }
-DEFAULT_TARGET = {"optimize": "avx512-vnni", "dynamic": "avx512-vnni", "static": "avx512-vnni", "fp16": "cuda"}
 
 
 def get_preset(name: str, backend: str, method: str) -> Preset:

@@ -168,8 +168,9 @@ def gpu_flavor() -> tuple[str, tuple[str, ...]]:
 
 
 def int8_config(src, out, method: str = "int8", calibration_size: int = 32, max_accuracy_drop: float = 0.01):
-    """A QuantizeConfig for the OpenVINO NNCF recipe."""
+    """A QuantizeConfig for the OpenVINO NNCF recipe (target cpu-f32: the same recipe on every CI machine)."""
     from quantization.config import QuantizeConfig
 
-    return QuantizeConfig(artifact=src, out=out, backend="openvino", method=method, calibration_size=calibration_size,
+    return QuantizeConfig(artifact=src, out=out, backend="openvino", method=method, target="cpu-f32",
+                          calibration_size=calibration_size,
                           max_accuracy_drop=max_accuracy_drop)

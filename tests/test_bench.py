@@ -18,6 +18,7 @@ from benchmarks.bench.report import BenchReport, ReportError, Result, load_repor
 from benchmarks.bench.runners import select_timing
 from benchmarks.bench.workloads import Workload, build_feeds, fixed
 from runtimes.errors import ConfigError, DeployError
+from runtimes.hardware import cpu_info, isa
 
 REPO = Path(__file__).resolve().parents[1]
 DIMS = {"input_ids": ("batch", "sequence"), "attention_mask": ("batch", "sequence")}
@@ -62,10 +63,10 @@ def _samples(seed: int, scale: float = 1.0, n: int = 200) -> list[int]:
     return [int(v * scale) for v in x]
 
 
-def _report(samples: dict[str, list[int]]) -> BenchReport:
+def _report(samples: dict[str, list[int]], cpu: dict | None = None) -> BenchReport:
     results = tuple(Result("latency", "bs1xs128", t, 1, 128, "fixed", 1.0, 128.0, 128.0, tuple(xs),
                            stats.summarize(xs, 1, 128)) for t, xs in samples.items())
-    env = {"cpu": {"model": "test", "logical_cpus": 2}, "libraries": {}}
+    env = {"cpu": cpu or {"model": "test", "logical_cpus": 2}, "libraries": {}}
     return BenchReport("2026-01-01T00:00:00+00:00", "test", "tiny", "text-classification", {}, {}, env, (), results)
 
 
@@ -108,6 +109,31 @@ def test_compare_cli_exit_codes_and_corrupt_reports(tmp_path):
         load_report(bad)
     assert main(["compare", str(bad), str(new)]) == 2
     assert main(["compare", str(tmp_path / "missing.json"), str(new)]) == 2
+
+
+def test_compare_does_not_judge_reports_from_different_cpus(tmp_path):
+    """A 20% slowdown is a regression on the same CPU; on another model, or with one ISA flag off, the rows stay side
+    by side, unjudged, and the CLI does not exit 1."""
+    from benchmarks.bench.cli import main
+    from benchmarks.bench.compare import to_markdown
+
+    cpu = {"model": "Xeon A", "logical_cpus": 2, "flags": {"avx2": True, "avx512_vnni": True, "amx_int8": True}}
+    old, slower = _report({"a": _samples(0)}, cpu), {"a": _samples(1, 1.2)}
+    (row,), _ = compare(old, _report(slower, {**cpu, "logical_cpus": 4}))  # another core count: still judged
+    assert row.verdict == "regression"
+    (tmp_path / "old.json").write_text(json.dumps(old.to_dict()))
+    for other, why in (({**cpu, "model": "Xeon B"}, "Xeon B"),
+                       ({**cpu, "flags": {**cpu["flags"], "amx_int8": False}}, "amx_int8")):
+        new = _report(slower, other)
+        rows, warnings = compare(old, new)
+        (row,) = rows
+        assert row.verdict == row.change.verdict and row.verdict.startswith("not judged: different CPUs (")
+        assert why in row.verdict and row.change.ratio > 1.1 and row.new_p50_ms > row.old_p50_ms
+        md = to_markdown(rows, warnings, "old.json", "new.json")
+        assert "**Not judged: different CPUs" in md and why in md and "REGRESSION" not in md
+        assert f"| {row.old_p50_ms:.3f} | {row.new_p50_ms:.3f} |" in md
+        (tmp_path / "new.json").write_text(json.dumps(new.to_dict()))
+        assert main(["compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
 
 
 def test_write_atomic_leaves_nothing_half_written(tmp_path):
@@ -239,6 +265,9 @@ def test_quick_bench_end_to_end(tiny_text_artifact, tmp_path):
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     env = rep.environment
     assert "avx512_vnni" in env["cpu"]["flags"] and env["git"]["sha"] and env["libraries"]["numpy"]
+    cpu = cpu_info()  # the one CPU reader: model and ISA flags recorded, and shown
+    assert (env["cpu"]["model"], env["cpu"]["flags"]) == (cpu["model"], cpu["flags"])
+    assert cpu["model"] in md and all(name in md for name in isa(cpu))
     skipped = {t.id: t.reason for t in rep.targets if t.status == "skipped"}
     assert set(skipped) <= {"peer-optimum-ort", "peer-optimum-ov", "peer-ov-nncf"}
     # render is a pure function of the JSON

@@ -112,3 +112,53 @@ def test_cuda_provider_missing_is_exit_2(tiny_artifacts, capsys):
     code, _, err = run(capsys, "predict", tiny_artifacts["text-classification", "onnxruntime"],
                        "--device", "cuda", "--text", "hi")
     assert code == 2 and "CUDAExecutionProvider" in err and "onnxruntime-gpu" in err
+
+
+def test_predict_file_that_is_not_utf8(tiny_artifacts, tmp_path, capsys):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"\xff\xfegood morning\n")
+    code, out, err = run(capsys, "predict", tiny_artifacts["text-classification", "onnxruntime"], "--file", bad)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"--file {bad} is not UTF-8" in err and "byte 0" in err and "iconv" in err
+    fine = tmp_path / "utf8.txt"
+    fine.write_text("café au lait\n\nnaïve ☕\n", encoding="utf-8")
+    code, out, _ = run(capsys, "predict", tiny_artifacts["text-classification", "onnxruntime"], "--file", fine)
+    assert code == 0 and [json.loads(x)["input"] for x in out.splitlines()] == ["café au lait", "naïve ☕"]
+
+
+def test_predict_file_with_bad_json_lines_for_qa(tiny_artifacts, tmp_path, capsys):
+    f = tmp_path / "qa.jsonl"
+    f.write_text('{"question": "Who?", "context": "Jane wrote it."}\nnot json\n')
+    code, _, err = run(capsys, "predict", tiny_artifacts["question-answering", "onnxruntime"], "--file", f)
+    assert code == 2 and "question-answering expects JSON lines" in err and "line 2" in err
+
+
+@pytest.mark.parametrize("task,flags,wrong,owner", [
+    ("feature-extraction", ["--question", "q", "--context", "c"], "--question", "question-answering"),
+    ("text-classification", ["--prompt", "p", "--choice", "a"], "--prompt", "multiple-choice"),
+    ("question-answering", ["--text", "t"], "--text", "feature-extraction"),
+    ("token-classification", ["--text", "t", "--top-k", "2"], "--top-k", "text-classification"),
+])
+def test_predict_flags_for_another_task(tiny_artifacts, capsys, task, flags, wrong, owner):
+    """Flags that do not fit the artifact name its task, which task the flag is for, and the flags it takes."""
+    code, out, err = run(capsys, "predict", tiny_artifacts[task, "onnxruntime"], *flags)
+    assert code == 2 and out == ""
+    assert f"this artifact is {task}" in err and f"{wrong} is for" in err and owner in err.split(f"{wrong} is for")[1]
+    takes = err.split(f"{task} takes")[1]
+    assert "--file" in takes and ("--text" in takes) == (task not in ("question-answering", "multiple-choice"))
+
+
+def test_make_quantize_uses_the_backends_default_method():
+    """`make quantize BACKEND=openvino|inc` runs their int8 (the old Makefile passed onnxruntime's dynamic to all)."""
+    import subprocess
+
+    def line(*var):
+        r = subprocess.run(["make", "-n", "quantize", "MODEL=tiny", *var], capture_output=True, text=True, check=True)
+        return next(x for x in r.stdout.splitlines() if "distilbert-deploy quantize" in x)
+
+    assert "--backend onnxruntime --method dynamic" in line()
+    for backend in ("openvino", "inc"):
+        cmd = line(f"BACKEND={backend}")
+        assert f"--backend {backend} --method int8" in cmd and f"{backend}-int8" in cmd and "--target" not in cmd
+    assert "--method int8-accuracy" in line("BACKEND=openvino", "METHOD=int8-accuracy")
+    assert "--target arm64" in line("TARGET=arm64")

@@ -244,3 +244,16 @@ def test_worker_failure_writes_nothing(tiny_artifacts, tmp_path, monkeypatch):
     with pytest.raises(QuantizationError, match=r"exited with status 3.*about to fail.*Nothing was written"):
         quantize(tiny_artifacts["text-classification", "onnxruntime"], tmp_path / "out")
     assert [p.name for p in tmp_path.iterdir()] == ["w"]
+
+
+def test_inc_has_no_target_presets(built, tiny_artifacts, tmp_path, capsys):
+    """The manifest says no preset was picked; naming one is an error before any work (nothing written)."""
+    from distilbert_deploy.cli import main
+    from runtimes.artifact import load_artifact
+
+    m = load_artifact(next(iter(built.values()))).manifest
+    assert m.recipe["target"] == {"requested": "auto", "picked": None,
+                                  "why": "Intel Neural Compressor has no target presets"}
+    code = main(["quantize", str(tiny_artifacts["text-classification", "onnxruntime"]), "--out", str(tmp_path / "x"),
+                 "--backend", "inc", "--target", "avx512-vnni"])
+    assert code == 2 and "inc has no target presets" in capsys.readouterr().err and not (tmp_path / "x").exists()

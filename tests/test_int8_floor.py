@@ -36,6 +36,18 @@ def test_report_shows_floor_share_and_the_rate_on_executed_flops():
     assert "| dense | project | 8.78 | 8.78 | 71.8% | 11.17 | 71.8% |" in md
 
 
+def test_report_records_and_shows_the_cpu_from_the_one_reader():
+    """`run` records cpu_info() from runtimes.hardware; the Markdown shows its model and ISA names."""
+    import benchmarks.int8_floor as floor
+    from runtimes import hardware
+
+    assert floor.cpu_info is hardware.cpu_info
+    cpu = hardware.cpu_info()
+    md = render({"model": "m", "task": "t", "threads": 1, "timer": "t", "rounds": 1, "iters": 1, "cpu": cpu,
+                 "shapes": []})
+    assert f"CPU {cpu['model']} " in md and f"ISA: {', '.join(hardware.isa(cpu)) or 'none of note'})" in md
+
+
 def test_gemm_roles_count_flops_from_the_compiled_shapes():
     """Each FullyConnected node's FLOPs come from its compiled shapes (2 x rows x K x N), grouped by role."""
     ov = pytest.importorskip("openvino")

@@ -274,3 +274,22 @@ def test_imports_stay_light():
             "quantization.openvino_int8; bad = [m for m in ('openvino', 'nncf', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_quantize_defaults_to_int8_and_the_auto_target(tiny_artifacts, tmp_path, capsys):
+    """`quantize --backend openvino` with no method or target: int8 with the preset this CPU's flags call for, and
+    the manifest says what was picked and why."""
+    import json
+
+    from distilbert_deploy.cli import main
+
+    out = tmp_path / "ov"
+    assert main(["quantize", str(tiny_artifacts["text-classification", "onnxruntime"]), "--out", str(out),
+                 "--backend", "openvino", "--calibration-size", "8"]) == 0
+    printed = capsys.readouterr().out
+    recipe = json.loads((out / "manifest.json").read_text())["recipe"]
+    flags = open("/proc/cpuinfo").read()
+    want = "avx512-bf16" if " avx512_bf16" in flags or " amx_bf16" in flags else "cpu-f32"
+    assert recipe["method"] == "int8" and recipe["preset"] == want
+    assert recipe["target"]["requested"] == "auto" and recipe["target"]["picked"] == want and recipe["target"]["why"]
+    assert f"--target auto picked {want}: {recipe['target']['why']}" in printed

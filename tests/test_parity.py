@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from runtimes.hardware import cpu_info, isa
 from runtimes.heads import TASKS
 from runtimes.registry import BACKENDS
 
@@ -108,13 +109,30 @@ def test_cli_exit_codes(tiny_artifacts, tmp_path, capsys):
     path = tiny_artifacts["multiple-choice", "onnxruntime"]
     assert main(["parity", str(path), "--out", str(tmp_path), "--no-manifest", "--case", "mc/"]) == 0
     d = json.loads((tmp_path / "parity.json").read_text())
-    assert d["passed"] is True and d["schema_version"] == 1 and (tmp_path / "parity.md").is_file()
+    assert d["passed"] is True and d["schema_version"] == 2 and (tmp_path / "parity.md").is_file()
+    # the machine, from the one cpu_info(): model and ISA flags in the JSON, a Machine line in the Markdown
+    cpu = cpu_info()
+    assert {k: d["environment"]["cpu"][k] for k in ("model", "flags")} == {"model": cpu["model"], "flags": cpu["flags"]}
+    assert "gpu" in d["environment"]
+    machine = next(x for x in (tmp_path / "parity.md").read_text().splitlines() if x.startswith("Machine:"))
+    assert cpu["model"] in machine and all(name in machine for name in isa(cpu))
     # a tolerance nobody can meet: a failing verdict, exit 1, with the repro command printed
     assert main(["parity", str(path), "--out", str(tmp_path), "--no-manifest", "--case", "mc/0",
                  "--tol", "max_abs=0", "--tol", "min_cosine=1.1"]) == 1
     assert "reproduce: distilbert-deploy parity" in capsys.readouterr().out
     assert main(["parity", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert main(["parity", str(path), "--tol", "bogus=1"]) == 2
+
+
+def test_version_1_report_still_reads_and_renders():
+    """Before the machine was recorded (schema 1): no environment, the Markdown says so."""
+    from benchmarks.parity.report import SCHEMA_VERSION, Report, to_markdown
+
+    v1 = {"schema_version": 1, "passed": True, "targets": [], "corpus": {"size": "ci", "version": 1, "file": "c"},
+          "created": "2025-01-01T00:00:00+00:00", "command": "distilbert-deploy parity x"}
+    r = Report.from_dict(v1)
+    assert r.environment == {} and r.schema_version == 1 and SCHEMA_VERSION == 2
+    assert "Machine: not recorded" in to_markdown(v1)
 
 
 def test_corpus_is_versioned_ids_only():

@@ -50,8 +50,15 @@ def test_manifest_and_loadable(built, src, method, target):
     assert (m.backend, m.precision, m.task) == ("onnxruntime", PRECISION[method], TASK)
     assert m.source["sha256"] == parent.source["sha256"]
     assert m.source["parent"]["sha256"] == parent.files["model.onnx"] and m.source["parent"]["path"] == str(src)
-    assert m.recipe["method"] == method and m.recipe["preset"] == (target or ("cuda" if method == "fp16" else
-                                                                              "avx512-vnni"))
+    assert m.recipe["method"] == method
+    if target:
+        assert m.recipe["preset"] == target and m.recipe["target"]["requested"] == target
+    else:  # --target auto: from this CPU's flags, recorded with why
+        flags = open("/proc/cpuinfo").read()
+        vnni = " avx512_vnni" in flags or " avx_vnni" in flags
+        assert m.recipe["preset"] == ("cuda" if method == "fp16" else "avx512-vnni" if vnni else "avx2")
+        assert m.recipe["target"]["requested"] == "auto" and m.recipe["target"]["picked"] == m.recipe["preset"]
+        assert m.recipe["target"]["why"]
     assert m.recipe["cpu_check"]["ok"] and {"onnxruntime", "onnx"} <= set(m.versions)
     assert {"tokenizer.json", "config.json", "model.onnx"} <= set(m.files)
     if method in ("optimize", "fp16"):

@@ -19,6 +19,7 @@ from benchmarks.serve_bench.report import (BATCHING, NO_BATCHING, ReportError, S
 from benchmarks.serve_bench.runner import (ServeBenchError, parse_locust_csv, parse_prometheus, server_delta,
                                            summarize_step)
 from runtimes.errors import ConfigError
+from runtimes.hardware import cpu_info, isa
 
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 4, 16, 64)
@@ -341,6 +342,10 @@ def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
     md = paths["md"].read_text()
     assert md == to_markdown(d)
     assert "## Paired latency at concurrency 1" in md
+    cpu = cpu_info()  # the one CPU reader: model and ISA flags recorded, and shown by name
+    assert (d["environment"]["cpu"]["model"], d["environment"]["cpu"]["flags"]) == (cpu["model"], cpu["flags"])
+    machine = next(x for x in md.splitlines() if x.startswith("- **Machine**"))
+    assert cpu["model"] in machine and all(name in machine for name in isa(cpu))
     # re-rendering the JSON elsewhere reproduces the same Markdown (a pure function of the JSON)
     again = tmp_path / "again"
     again.mkdir()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from runtimes.artifact import write_file_atomic
 from runtimes.errors import ConfigError
+from runtimes.hardware import isa
 
 import numpy as np
 
@@ -163,7 +164,7 @@ SCENARIO_TITLES = {"latency": "Latency at a fixed shape", "sweep": "Sweep over b
 def to_markdown(d: dict) -> str:
     env, m = d["environment"], d["method"]
     cpu = env.get("cpu", {})
-    flags = ", ".join(f for f, on in cpu.get("flags", {}).items() if on) or "none of note"
+    flags = ", ".join(isa(cpu)) or "none of note"
     gpu = env.get("gpu")
     git = env.get("git", {})
     lib = env.get("libraries", {})
@@ -174,7 +175,7 @@ def to_markdown(d: dict) -> str:
     L = [f"# Benchmark: `{d['model']}` {d['task']}", "",
          f"Created {d['created']} by `{d['command']}`.", "",
          f"- **Machine**: {cpu.get('model')}, {cpu.get('physical_cores')} cores / {cpu.get('logical_cpus')} "
-         f"threads ({cpu.get('usable_cpus')} usable), flags: {flags}; load average at start "
+         f"threads ({cpu.get('usable_cpus')} usable), ISA: {flags}; load average at start "
          f"{cpu.get('load_average_1_5_15')}" + (f"; GPU: {gpu}" if gpu else "; no GPU"),
          f"- **Software**: Python {env.get('python')}, {libs}; git {str(git.get('sha'))[:12]}"
          + (" (dirty)" if git.get("dirty") else ""),

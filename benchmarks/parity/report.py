@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from runtimes.artifact import write_text_atomic
+from runtimes.hardware import cpu_info, gpu_info, isa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `environment`, the machine it ran on (cpu_info, gpu_info); version 1 files still read
 MAX_FAILURES_SHOWN = 10  # per check, in the Markdown; the JSON keeps every one
 
 
@@ -66,6 +67,7 @@ class Report:
     corpus: dict
     created: str
     command: str
+    environment: dict = field(default_factory=dict)  # {"cpu": cpu_info(), "gpu": gpu_info()}; {} in version 1
     schema_version: int = SCHEMA_VERSION
 
     def __bool__(self) -> bool:
@@ -80,7 +82,12 @@ class Report:
         targets = tuple(TargetReport(**{**t, "checks": tuple(Check(**c) for c in t["checks"]),
                                         "failures": tuple(CaseFailure(**f) for f in t["failures"])})
                         for t in d["targets"])
-        return cls(**{**d, "targets": targets})
+        return cls(**{**d, "targets": targets, "environment": d.get("environment") or {}})
+
+
+def machine() -> dict:
+    """The machine a parity run ran on, as every report records it."""
+    return {"cpu": cpu_info(), "gpu": gpu_info()}
 
 
 def target_id(task: str, backend: str, precision: str, platform: str = "") -> str:
@@ -97,6 +104,15 @@ def fmt(x: float | None) -> str:
     return f"{x:.2e}"
 
 
+def machine_line(env: dict) -> str:
+    cpu, gpu = env.get("cpu"), env.get("gpu")
+    if not cpu:
+        return "Machine: not recorded (a version 1 report)."
+    gpus = ", ".join(g.get("name", "?") for g in (gpu or {}).get("gpus", [])) or "none"
+    return (f"Machine: {cpu.get('model')} ({cpu.get('logical_cpus')} logical CPUs), ISA: "
+            f"{', '.join(isa(cpu)) or 'none of note'}; GPU: {gpus}.")
+
+
 def to_markdown(d: dict) -> str:
     """Markdown summary of a report dict (Report.to_dict() or the parsed parity.json)."""
     verdict = "PASSED" if d["passed"] else "FAILED"
@@ -104,6 +120,7 @@ def to_markdown(d: dict) -> str:
     lines = [f"# Parity: {verdict}", "",
              f"Reference: PyTorch fp32 on CPU. Corpus `{c['size']}` (version {c['version']}). "
              f"{sum(t['passed'] for t in d['targets'])}/{len(d['targets'])} targets pass. Created {d['created']}.", "",
+             machine_line(d.get("environment") or {}), "",
              "| target | platform | artifact | cases | result | checks (value vs limit) |", "|---|---|---|---|---|---|"]
     for t in d["targets"]:
         checks = "; ".join(f"{'❌ ' if k['passed'] is False else ''}{k['name']} {fmt(k['value'])}"

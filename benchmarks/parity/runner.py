@@ -19,7 +19,7 @@ from runtimes.errors import ArtifactMismatch, ConfigError
 
 from . import corpus
 from .comparator import TASK_KWARGS, CaseResult, Recorder, TorchReference, compare_case, judge, run_case
-from .report import Report, TargetReport
+from .report import Report, TargetReport, machine
 from .tolerances import parse_overrides, tolerance_for
 
 BATCH_SIZE = 8
@@ -173,6 +173,7 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
         from runtimes.arm64.env import locate
 
         locate()
+    environment = machine()  # before the runs: the load average at start, as the bench records it
     references: dict = {}
     ref_results: dict = {}  # (reference key, max_len, batch, case id) -> the reference's answer: computed once
     reports = []
@@ -235,7 +236,7 @@ def run_parity(cfg: ParityConfig, progress=None) -> Report:
         command += ["--platform", ",".join(cfg.platforms)]
     return Report(all(r.passed for r in reports), tuple(reports),
                   {"size": cfg.corpus, "version": corpus.version(), "file": "benchmarks/parity/corpus.json"},
-                  created, shlex.join(command))
+                  created, shlex.join(command), environment)
 
 
 def write_summary(path: Path, rep: TargetReport, cfg: ParityConfig, where: str = HOST) -> None:

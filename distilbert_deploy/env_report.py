@@ -94,7 +94,7 @@ def _tensorrt() -> dict:
             continue
         f = Flavor(name)
         out[name] = {"available": True, "version": f.version,
-                     "builds_for": list(f.targets()) or "the GPU it runs on"}
+                     "builds_for": ", ".join(f.targets()) or "the GPU it runs on"}
     return out
 
 
@@ -163,9 +163,11 @@ def render(d: dict) -> None:
             out.print(f"OpenVINO device {dev}: {info['name']}; precisions {', '.join(info['precisions'])}")
     else:
         out.print("OpenVINO: " + (ov.get("error", "") if ov else "missing"))
-    for flavor, info in d["tensorrt"].items():
-        text = (f"{info['version']}, builds for {info['builds_for'] if isinstance(info['builds_for'], str) else ', '.join(info['builds_for'])}"
-                if info.get("available") else info.get("error", f"missing ({d['libraries'][flavor]['install']})"))
+    if "error" in d["tensorrt"]:
+        out.print(f"TensorRT: {d['tensorrt']['error']}")
+    for flavor, info in d["tensorrt"].items() if "error" not in d["tensorrt"] else ():
+        text = (f"{info['version']}, builds for {info['builds_for']}" if info["available"]
+                else f"missing ({d['libraries'][flavor]['install']})")
         out.print(f"TensorRT flavor {flavor}: {text}")
     gpus = (d["gpu"] or {}).get("gpus", [])
     out.print("GPU: " + ("; ".join(f"{g['name']} (compute capability {g['compute_capability']}, driver {g['driver']})"

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from runtimes.hardware import cpu_info, isa  # the one CPU reader every report uses
+from runtimes.hardware import cpu_info, isa_text  # the one CPU reader every report uses
 
 TASK = "text-classification"
 SCHEMA_VERSION = 3  # 2: cpu is benchmarks.bench.env.cpu_info() (flags as a dict); 3: executed GFLOP per candidate
@@ -284,7 +284,7 @@ def render(report: dict) -> str:
     """Markdown from the JSON report (a pure function: old reports re-render the same)."""
     out = [f"# INT8 floor benchmark: {report['model']} {report['task']}", "",
            f"CPU {report['cpu']['model']} ({report['cpu']['logical_cpus']} logical CPUs; "
-           f"ISA: {', '.join(isa(report['cpu'])) or 'none of note'}), {report['threads']} threads. "
+           f"ISA: {isa_text(report['cpu'])}), {report['threads']} threads. "
            f"Timer: {report['timer']}. "
            f"{report['rounds']} interleaved rounds x {report['iters']} calls per candidate, one process.", ""]
     for s in report["shapes"]:

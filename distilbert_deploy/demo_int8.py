@@ -13,21 +13,13 @@ LATENCY_SHAPE = (1, 128)
 MIN_TIME_S = 3.0  # per target, interleaved: enough rounds for a stable p50 on a noisy 2-core machine
 
 
-def model_bytes(path: Path) -> int:
-    from runtimes.artifact import load_artifact
-
-    m = load_artifact(path, verify=False).manifest
-    main = path / m.model_file
-    side = main.with_suffix(".bin") if main.suffix == ".xml" else None  # OpenVINO IR: graph + weights
-    return main.stat().st_size + (side.stat().st_size if side and side.is_file() else 0)
-
-
 def run(out: Console, fp32_onnx: Path, reports: Path) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from benchmarks.bench.config import BenchConfig
     from benchmarks.bench.core import run_bench
     from benchmarks.bench.report import write_all
+    from benchmarks.bench.runners import files_size
     from benchmarks.parity.report import write
     from benchmarks.parity.runner import ParityConfig, run_parity
     from quantization.api import quantize
@@ -64,7 +56,7 @@ def run(out: Console, fp32_onnx: Path, reports: Path) -> None:
     cpu = d["environment"]["cpu"]
 
     acc, agree = checks["accuracy_delta"], checks["label_agreement"]
-    fp32_mb, int8_mb = model_bytes(fp32_onnx) / 1e6, model_bytes(int8) / 1e6
+    fp32_mb, int8_mb = files_size(fp32_onnx) / 1e6, files_size(int8) / 1e6  # model files: .onnx; .xml + .bin
     verdict = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
     out.rule(f"OpenVINO INT8 ({choice['picked']}) on {cpu['model']}")
     out.print(f"accuracy: {acc.value * 100:+.1f} pt vs PyTorch fp32 ({acc.detail}); labels agree on "

@@ -37,27 +37,16 @@ AUTO_CASES = (("onnxruntime", "dynamic"), ("onnxruntime", "static"), ("openvino"
 
 
 def _version(dists: tuple[str, ...], venv: str | None) -> tuple[str | None, str]:
-    """(version or None, where it was looked for)."""
-    paths, where = None, "this environment"
-    if venv is not None:
-        root = REPO / venv
-        paths = [str(p) for p in sorted(root.glob("lib/python*/site-packages"))]
-        where = venv
-        if not paths:
-            return None, where
+    """(version of the first distribution found, or None; where it was looked for)."""
+    where = {}
+    if venv is not None:  # another venv of this repo: read its site-packages, do not run it
+        where = {"path": [str(p) for p in sorted((REPO / venv).glob("lib/python*/site-packages"))]}
+        if not where["path"]:
+            return None, venv
     for name in dists:
-        found = (next(iter(metadata.distributions(name=name, path=paths)), None) if paths
-                 else _installed(name))
-        if found is not None:
-            return found.version, where
-    return None, where
-
-
-def _installed(name: str):
-    try:
-        return metadata.distribution(name)
-    except metadata.PackageNotFoundError:
-        return None
+        if found := next(iter(metadata.distributions(name=name, **where)), None):
+            return found.version, venv or "this environment"
+    return None, venv or "this environment"
 
 
 def _probe(fn) -> dict:

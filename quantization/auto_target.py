@@ -3,7 +3,9 @@ reason recorded in the manifest (recipe.target). Named targets pass through unch
 from __future__ import annotations
 
 from runtimes.errors import ConfigError
-from runtimes.hardware import ISA_NAMES
+from runtimes.hardware import ISA_NAMES, cpu_info
+
+from .presets import PRESETS
 
 AUTO = "auto"
 
@@ -20,10 +22,11 @@ def _onnxruntime(method: str, cpu: dict) -> tuple[str, str]:
     if method == "fp16":
         return "cuda", "fp16 is a GPU recipe: cuda is its only preset"
     if _is_arm(cpu):
-        if method in ("static", "dynamic"):
+        arm64 = PRESETS["arm64"]
+        if method in arm64.methods:
             return "arm64", f"{cpu.get('machine')} CPU: the ARM64 preset (NEON dot-product INT8, .ort for minimal builds)"
         raise ConfigError(f"--target auto: no onnxruntime preset for '{method}' on {cpu.get('machine')} (arm64 covers "
-                          "static and dynamic). Fix: --method dynamic, or name a target with --target")
+                          f"{' and '.join(arm64.methods)}). Fix: --method dynamic, or name a target with --target")
     if vnni := _flag(cpu, "avx512_vnni", "avx_vnni"):
         return "avx512-vnni", f"the CPU has {vnni}: u8 activations x s8 weights at full range"
     if _flag(cpu, "avx2"):
@@ -47,10 +50,7 @@ def choose(backend: str, method: str, target: str | None, cpu: dict | None = Non
         return {"requested": AUTO, "picked": None, "why": "Intel Neural Compressor has no target presets"}
     if requested != AUTO:
         return {"requested": requested, "picked": requested, "why": "named by the caller"}
-    if cpu is None:
-        from runtimes.hardware import cpu_info
-
-        cpu = cpu_info()
+    cpu = cpu if cpu is not None else cpu_info()
     pick = {"onnxruntime": _onnxruntime, "openvino": _openvino}[backend]
     picked, why = pick(method, cpu)
     return {"requested": AUTO, "picked": picked, "why": why, "cpu": cpu.get("model")}

@@ -60,6 +60,11 @@ def isa(cpu: dict) -> list[str]:
     return [ISA_NAMES[f] for f, on in cpu.get("flags", {}).items() if on and f in ISA_NAMES]
 
 
+def isa_text(cpu: dict) -> str:
+    """isa() as one line for a report."""
+    return ", ".join(isa(cpu)) or "none of note"
+
+
 def same_cpu(a: dict | None, b: dict | None) -> tuple[bool, str]:
     """Two cpu_info() records: the same CPU type (model and ISA flags)? Counts and load may differ."""
     if not a or not b:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from runtimes.hardware import isa, same_cpu
+from runtimes.hardware import isa_text, same_cpu
 
 from .report import BenchReport
 from .stats import Change, judge_change
@@ -30,7 +30,7 @@ class Row:
 
 
 def _cpu(c: dict) -> str:
-    return f"{c.get('model')} ({', '.join(isa(c)) or 'no ISA flags of note'}; {c.get('logical_cpus')} CPUs)"
+    return f"{c.get('model')} (ISA: {isa_text(c)}; {c.get('logical_cpus')} CPUs)"
 
 
 def compare(old: BenchReport, new: BenchReport, *, alpha: float = 0.01) -> tuple[list[Row], list[str]]:

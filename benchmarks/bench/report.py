@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runtimes.artifact import write_file_atomic
 from runtimes.errors import ConfigError
-from runtimes.hardware import isa
+from runtimes.hardware import isa_text
 
 import numpy as np
 
@@ -164,7 +164,7 @@ SCENARIO_TITLES = {"latency": "Latency at a fixed shape", "sweep": "Sweep over b
 def to_markdown(d: dict) -> str:
     env, m = d["environment"], d["method"]
     cpu = env.get("cpu", {})
-    flags = ", ".join(isa(cpu)) or "none of note"
+    flags = isa_text(cpu)
     gpu = env.get("gpu")
     git = env.get("git", {})
     lib = env.get("libraries", {})

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from runtimes.artifact import write_text_atomic
-from runtimes.hardware import cpu_info, gpu_info, isa
+from runtimes.hardware import cpu_info, gpu_info, isa_text
 
 SCHEMA_VERSION = 2  # 2: `environment`, the machine it ran on (cpu_info, gpu_info); version 1 files still read
 MAX_FAILURES_SHOWN = 10  # per check, in the Markdown; the JSON keeps every one
@@ -110,7 +110,7 @@ def machine_line(env: dict) -> str:
         return "Machine: not recorded (a version 1 report)."
     gpus = ", ".join(g.get("name", "?") for g in (gpu or {}).get("gpus", [])) or "none"
     return (f"Machine: {cpu.get('model')} ({cpu.get('logical_cpus')} logical CPUs), ISA: "
-            f"{', '.join(isa(cpu)) or 'none of note'}; GPU: {gpus}.")
+            f"{isa_text(cpu)}; GPU: {gpus}.")
 
 
 def to_markdown(d: dict) -> str:

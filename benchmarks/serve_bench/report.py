@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from benchmarks.bench.report import ReportError, check_header, read_json, save_png, write_atomic, write_files
-from runtimes.hardware import isa
+from runtimes.hardware import isa_text
 
 SCHEMA_VERSION = 2  # 2: the paired c=1 latency (`paired`), which the latency-c1 target is judged on
 BATCHING, NO_BATCHING = "batching", "no-batching"  # the two service configurations of a run
@@ -361,7 +361,7 @@ def _diff(x) -> str:
 def to_markdown(d: dict) -> str:
     env, cfg, m, load = d["environment"], d["config"], d["method"], d["load"]
     cpu = env.get("cpu", {})
-    flags = ", ".join(isa(cpu)) or "none of note"
+    flags = isa_text(cpu)
     git = env.get("git", {})
     lib = env.get("libraries", {})
     libs = ", ".join(f"{k} {v}" for k, v in lib.items() if k != "distilbert-deploy")

@@ -61,8 +61,9 @@ def locate() -> Arm64Env:
     if qemu is None:
         raise BackendUnavailable(f"onnxruntime on {PLATFORM}", missing=["qemu-aarch64-static"], hint=HINT,
                                  detail=f"the environment at {path} exists but QEMU user mode is not installed")
-    root = path / facts.get("root", "root")
-    if not (root / "usr/bin/python3").exists():
-        raise BackendUnavailable(f"onnxruntime on {PLATFORM}", missing=[str(root / "usr/bin/python3")], hint=HINT,
+    env = Arm64Env(path.resolve(), facts, qemu, os.environ.get("QEMU_CPU") or DEFAULT_QEMU_CPU)
+    python = env.root / "usr/bin/python3"
+    if not python.exists():
+        raise BackendUnavailable(f"onnxruntime on {PLATFORM}", missing=[str(python)], hint=HINT,
                                  detail=f"the environment at {path} is incomplete")
-    return Arm64Env(path.resolve(), facts, qemu, os.environ.get("QEMU_CPU") or DEFAULT_QEMU_CPU)
+    return env

@@ -22,7 +22,7 @@ TASK ?= text-classification
 ARTIFACTS_DIR ?= artifacts
 OUT ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
 
-.PHONY: venv venv-tf4 demo test export-onnx clean
+.PHONY: venv venv-tf4 demo test test-fast export-onnx clean
 venv: $(STAMP)
 venv-tf4: $(TF4_STAMP)
 
@@ -45,8 +45,18 @@ EXPORT_ARGS ?=
 export-onnx: $(STAMP)
 	$(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OUT) $(EXPORT_ARGS)
 
+# make test: every tier; what needs hardware or an environment this machine lacks skips with the reason
+# (REQUIRE_HW=arm64,gpu,... turns those skips into failures; .ci/run requires what CI builds). The 40 slowest
+# tests are listed at the end, so CI's output says where the time went.
+# make test-fast: unit tests and the tiny-model paths in .venv alone: no other venv, server, emulation or engine
+# build, no accuracy search (the markers in pyproject.toml). Run it before every commit.
+PYTEST_ARGS ?=
+FAST_MARKERS := not (slow or search or server or emulated or arm64 or ray or triton or tf4 or inc or tensorrt or gpu)
 test: $(STAMP) $(TF4_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=40 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m '$(FAST_MARKERS)' --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(ARTIFACTS_DIR) reports .cache
@@ -238,13 +248,13 @@ bench-serve: $(STAMP) $(if $(filter ray%,$(subst $(comma), ,$(SERVE_BENCH_PEERS)
 	$(BIN)/python -m benchmarks.serve_bench run $(SERVE_BENCH_SRC) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) \
 		--peer $(SERVE_BENCH_PEERS) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
 
-# Edge: the arm64 artifact judged on aarch64 (runtimes/arm64; docs/edge/README.md). arm64-env builds
-# an emulated aarch64 Python (QEMU user mode + a Debian trixie arm64 root filesystem + the aarch64 onnxruntime wheel
-# of the host's version) once per recipe under ARM64_CACHE (outside the checkout) and links it as .arm64-env; it needs
-# root once (apt, binfmt_misc, debootstrap). parity-arm judges ARTIFACTS (default: every arm64 artifact under
-# $(ARTIFACTS_DIR)) on the host AND on the emulated aarch64, side by side in one report.
+# Edge: the arm64 artifact judged on aarch64 (runtimes/arm64; docs/edge/README.md). arm64-env builds, without root,
+# an emulated aarch64 Python (a Debian trixie arm64 root filesystem unpacked from its .debs, the aarch64 onnxruntime
+# wheel of the host's version and its own qemu-aarch64-static; PyPI and Debian's mirror) once per recipe under
+# ARM64_CACHE (unset: /var/cache/distilbert-deploy where writable, else ~/.cache/distilbert-deploy) and links it as
+# .arm64-env. parity-arm judges ARTIFACTS (default: every arm64 artifact under $(ARTIFACTS_DIR)) on the host AND on
+# the emulated aarch64, side by side in one report.
 ARM64_ENV := .arm64-env
-export ARM64_CACHE ?= /var/cache/distilbert-deploy
 ARM64_STAMP := $(ARM64_ENV)/env.json
 ARM_ARTIFACTS ?= $(if $(filter command line,$(origin ARTIFACTS)),$(ARTIFACTS),$(shell find $(ARTIFACTS_DIR) -path '*arm64*' -name manifest.json -not -path '*/.*' 2>/dev/null | xargs -r -n1 dirname | sort))
 .PHONY: arm64-env parity-arm
@@ -255,4 +265,13 @@ parity-arm: $(STAMP) arm64-env
 	@test -n "$(ARM_ARTIFACTS)" || { echo "parity-arm: no arm64 artifact under $(ARTIFACTS_DIR). Fix: make quantize METHOD=static TARGET=arm64, or pass ARTIFACTS=DIR" >&2; exit 2; }
 	$(BIN)/distilbert-deploy parity $(ARM_ARTIFACTS) --platform host,linux-aarch64 --out reports/arm64 $(PARITY_ARGS)
 
-test: arm64-env
+# GPU-host check (benchmarks/gpu_check.sh; docs/gpu-check.md): REQUIRE_HW=gpu pytest -m gpu, the torch CUDA fp16 eager
+# and CUDA-graph bench baselines at 1x128, 8x128 and 32x128, and the service on --device cuda under a short bounded
+# load, sized for about 8 minutes on an H100/H200; one folder ($GPU_CHECK_OUT, else $OUT, else reports/gpu-check).
+# Exits 2 at once without a CUDA GPU. The lent image has no network: gpu-check-prepare (here, with PyPI) writes the
+# files it needs to .whl/gpu-check/, which travel with the command.
+.PHONY: gpu-check gpu-check-prepare
+gpu-check:
+	bash benchmarks/gpu_check.sh
+gpu-check-prepare: $(STAMP)
+	GPU_CHECK_PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh prepare

@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     z.add_argument("--max-accuracy-drop", type=float, default=0.01,
                    help="fraction (0.01 = 1 point); enforced by onnxruntime dynamic/static and the int8-accuracy methods")
+    z.add_argument("--keep-fp32", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()), default=(),
+                   metavar="NODE,...", help="onnxruntime dynamic/static: keep these encoder nodes fp32 and skip the "
+                                            "accuracy search (names from a manifest's recipe.fp32_nodes); the bound "
+                                            "is still checked")
     z.set_defaults(run=cmd_quantize)
 
     v = sub.add_parser("env", help="what this machine can build and run: libraries, providers, devices, GPU, CPU "
@@ -338,7 +342,7 @@ def cmd_quantize(args) -> None:
     cfg = QuantizeConfig(artifact=args.artifact, out=args.out, backend=args.backend, method=args.method,
                          target=args.target, calibration_size=args.calibration_size,
                          calibrate_method=args.calibrate_method, per_channel=args.per_channel,
-                         max_accuracy_drop=args.max_accuracy_drop)
+                         max_accuracy_drop=args.max_accuracy_drop, keep_fp32=args.keep_fp32)
     m = quantize(cfg)
     sizes, choice = m.recipe.get("size_bytes", {}), cfg.target_choice
     print(f"wrote {m.backend} {m.precision} artifact ({m.recipe.get('method')}, target {choice['picked'] or 'none'}) "

@@ -92,8 +92,10 @@ def validate_ir(xml: Path, parent_art, precision: str, atol: float) -> dict:
     compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": HINTS[precision]})
     ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     if ran != HINTS[precision]:
+        runs = " or ".join(p for p, hint in HINTS.items() if hint in ("f32", ran))  # what this CPU does run
         raise ExportError(f"OpenVINO on this CPU runs an {HINTS[precision]} hint as {ran}, so a {precision} artifact "
-                          f"could not run as built here. Fix: --precision fp32 or bf16. Nothing was written.")
+                          f"could not run as built here. Fix: --precision {runs} here, or build the {precision} "
+                          f"artifact on a CPU that executes {precision}. Nothing was written.")
     session = ort.InferenceSession(str(parent_art.model_path), providers=["CPUExecutionProvider"])
     worst: dict[str, float] = {}
     for feed in validation_feeds(head, vocab):

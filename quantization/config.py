@@ -29,6 +29,9 @@ class QuantizeConfig:
     calibrate_method: str = "minmax"
     per_channel: bool = False
     max_accuracy_drop: float = 0.01  # enforced by ORT dynamic/static (ort_accuracy), OpenVINO and INC int8-accuracy
+    # ORT dynamic/static: these encoder nodes stay fp32 and no search runs (a recipe a search found before, as the
+    # manifest's fp32_nodes list it); the bound is still checked once
+    keep_fp32: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.backend not in METHODS:
@@ -45,6 +48,11 @@ class QuantizeConfig:
             raise ConfigError(f"calibration_size must be an integer >= 0, got {self.calibration_size!r}")
         if not 0 <= self.max_accuracy_drop <= 1:
             raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}")
+        object.__setattr__(self, "keep_fp32", tuple(self.keep_fp32))
+        if self.keep_fp32 and (self.backend, self.method) not in (("onnxruntime", "dynamic"), ("onnxruntime", "static")):
+            raise ConfigError(f"--keep-fp32 names encoder nodes for the onnxruntime dynamic and static recipes, not "
+                              f"{self.backend} {self.method}. Fix: drop --keep-fp32, or use --backend onnxruntime "
+                              f"--method dynamic|static")
         if Path(self.out).absolute() == Path(self.artifact).absolute():
             raise ConfigError("--out must differ from the source artifact (a recipe writes a new artifact)")
 

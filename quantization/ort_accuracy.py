@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from runtimes.errors import QuantizationError
+from runtimes.errors import ConfigError, QuantizationError
 from runtimes.heads import get_head
 from runtimes.progress import console, step
 
@@ -249,6 +249,8 @@ def control(parent, cfg, nodes: list[str], build: Callable[[list[str], Path], No
             build([n for n in nodes if n not in keep], path)
             return path, evaluate(path, val, mask_id, ranking=ranking)
 
+        if cfg.keep_fp32:
+            return _fixed(cfg.keep_fp32, nodes, build, out, val, mask_id, bound, record)
         with step(f"INT8 with every encoder node quantized, on {val.n_rows} validation tweets"):
             full = evaluate(out, val, mask_id)
         record["int8_all_nodes"] = _rounded(full)
@@ -283,6 +285,24 @@ def control(parent, cfg, nodes: list[str], build: Callable[[list[str], Path], No
         return record
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _fixed(keep, nodes: list[str], build, out: Path, val: Validation, mask_id, bound: dict, record: dict) -> dict:
+    """The named nodes fp32, the rest INT8, checked once against the bound: a recipe replayed without the search."""
+    if unknown := [n for n in keep if n not in nodes]:
+        raise ConfigError(f"--keep-fp32 names {unknown[:5]}, which are not quantizable encoder nodes of this model "
+                          f"(it has {len(nodes)}, e.g. {nodes[:3]}). Fix: copy the names from a manifest's "
+                          f"recipe.fp32_nodes (distilbert-deploy inspect --json)")
+    build([n for n in nodes if n not in keep], out)
+    with step(f"INT8 with {len(keep)} named encoder nodes kept fp32, on {val.n_rows} validation tweets"):
+        m = evaluate(out, val, mask_id)
+    if not meets(m, val.fp32, bound):
+        raise QuantizationError(f"INT8 with the {len(keep)} named fp32 nodes misses the bound {bound} on {val.n_rows} "
+                                f"validation tweets (fp32 {_rounded(val.fp32)}, INT8 {_rounded(m)}). Nothing was "
+                                f"written. Fix: drop --keep-fp32 to search for the nodes, or name more of them")
+    record.update(search="none: the fp32 nodes were named (--keep-fp32)", int8=_rounded(m), kept_fp32=list(keep),
+                  evaluations=1)
+    return record
 
 
 def _rank(nodes: list[str], trial) -> dict[str, float]:

@@ -45,6 +45,19 @@ def rebuild_command(manifest) -> str:
     return f"`{cmd}` (on this machine{', with its GPU' if r.get('flavor') == 'tensorrt' else ''})"
 
 
+def _rebuild_for(manifest, cc: str | None) -> str:
+    """The rebuild that can target this GPU: RTX where it has the target, else full TensorRT on the GPU itself."""
+    if manifest.recipe.get("flavor") == "tensorrt-rtx":
+        from .tensorrt_flavor import Flavor
+
+        rtx = Flavor("tensorrt-rtx").targets()
+        if cc not in rtx:
+            name = manifest.source.get("name") or "MODEL"
+            return (f"TensorRT-RTX has no {cc} target (it builds for {', '.join(rtx)}): build with full TensorRT on "
+                    f"this GPU, `make export-trt MODEL={name} TASK={manifest.task} TRT_FLAVOR=tensorrt`")
+    return f"rebuild for it with {rebuild_command(manifest)}"
+
+
 @dataclass(frozen=True)
 class HostFacts:
     """What this machine offers a TensorRT engine."""
@@ -89,7 +102,7 @@ def preflight(manifest, host: HostFacts) -> None:
     if not fits:
         raise ArtifactMismatch(f"engine built for {', '.join(targets)}{' (ampere+)' if level == 'ampere+' else ''} "
                                f"with {flavor} {built_with}; this GPU ({host.gpu}) is {host.compute_capability}. "
-                               f"Fix: rebuild for it with {rebuild_command(manifest)}")
+                               f"Fix: {_rebuild_for(manifest, host.compute_capability)}")
     if host.version != built_with and not compatible_version(r, host.version):
         raise ArtifactMismatch(f"engine built with {flavor} {built_with}; this machine has {host.version}, and "
                                f"TensorRT engines do not load across versions (it was not built version-compatible). "

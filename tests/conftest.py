@@ -1,15 +1,26 @@
-"""Hardware markers -> one probe each -> one standard skip reason.
-REQUIRE_HW=gpu,tensorrt (or 'all') turns those skips into failures, so a GPU run cannot pass silently."""
+"""Markers -> one probe each -> one standard skip reason.
+
+Hardware and environment markers (gpu, ort_cuda, tensorrt, openvino, inc, arm64, ray, triton, tf4) and CPU feature markers
+(cpu_bf16, cpu_fp16, cpu_vnni, cpu_amx) are probed here, once per kind. REQUIRE_HW=gpu,tensorrt (or 'all') turns
+their skips into failures, so a GPU run cannot pass silently. DISTILBERT_DEPLOY_TEST_ABSENT=cpu_bf16,... forces those
+probes to report the feature absent (to see, on a machine that has it, what a machine without it runs).
+Cost markers (server, emulated, slow) are not probed: `-m` selects them (make test-fast deselects them)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
 from runtimes.registry import BACKENDS
 from tiny_tasks import runtime_of, tiny  # noqa: F401 (fixtures: scaled tiny models for the task and service tests)
+
+REPO = Path(__file__).resolve().parent.parent
+FORCE_ABSENT = "DISTILBERT_DEPLOY_TEST_ABSENT"
 
 
 def _module(name: str, extra: str):
@@ -41,6 +52,13 @@ def _inc():
         return "needs .venv-inc (make venv-inc)"
 
 
+def _ort_cuda():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "needs onnxruntime-gpu with the CUDAExecutionProvider (make venv EXTRAS=export,ort-gpu,dev)"
+
+
 def _tensorrt():
     if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_rtx") is None:
         return ("needs module 'tensorrt' (full TensorRT from NVIDIA's index) or 'tensorrt_rtx' "
@@ -57,13 +75,56 @@ def _arm64():
         return f"needs the emulated aarch64 environment (make arm64-env): {e}"
 
 
+def _venv(name: str, make: str, why: str):
+    def probe():
+        if not (REPO / name / "bin" / "python").is_file():
+            return f"needs {name} ({make}): {why}"
+    return probe
+
+
+def _ray():
+    """Ray's internal servers bind the host address: its tests run in a private network namespace (root)."""
+    if reason := _venv(".venv-ray", "make venv-ray", "Ray Serve and protobuf 7 live there")():
+        return reason
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "needs root with unshare and ip (a private network namespace keeps Ray on loopback)"
+
+
+def _cpu(flags: tuple[str, ...], what: str):
+    """A CPU feature probe over runtimes.hardware.cpu_info(): present when any of `flags` is set."""
+    def probe():
+        from runtimes.hardware import cpu_info, isa_text
+
+        cpu = cpu_info()
+        if not any(cpu["flags"].get(f) for f in flags):
+            return f"needs a CPU with {what}; this one ({cpu['model']}) has {isa_text(cpu)}"
+    return probe
+
+
 PROBES = {
     "gpu": _gpu,
+    "ort_cuda": _ort_cuda,
     "arm64": _arm64,
     "tensorrt": _tensorrt,
     "openvino": _module("openvino", "openvino"),
     "inc": _inc,
+    "ray": _ray,
+    "triton": _venv(".venv-triton", "make venv-triton", "the bundled tritonserver (nvidia-pytriton)"),
+    "tf4": _venv(".venv-tf4", "make venv-tf4", "the real transformers 4.x question-answering pipeline"),
+    "cpu_bf16": _cpu(("avx512_bf16", "amx_bf16"), "bf16 execution (AVX512-BF16 or AMX-BF16)"),
+    "cpu_fp16": _cpu(("avx512_fp16",), "fp16 execution (AVX512-FP16)"),
+    "cpu_vnni": _cpu(("avx512_vnni", "avx_vnni"), "INT8 dot products (AVX512-VNNI or AVX-VNNI)"),
+    "cpu_amx": _cpu(("amx_int8", "amx_bf16"), "AMX tiles (AMX-INT8 or AMX-BF16)"),
 }
+
+
+@functools.lru_cache(maxsize=None)
+def probe(kind: str) -> str | None:
+    """Why `kind` is missing here (None: present), once per session."""
+    forced = {x.strip() for x in os.environ.get(FORCE_ABSENT, "").split(",") if x.strip()}
+    if kind in forced or "all" in forced:
+        return f"{kind} forced absent ({FORCE_ABSENT}={os.environ[FORCE_ABSENT]})"
+    return PROBES[kind]()
 
 
 def required_hw() -> set[str]:
@@ -77,11 +138,32 @@ def skip_or_fail(kind: str, reason: str) -> None:
     pytest.skip(reason)
 
 
+def require(kind: str) -> None:
+    """Skip (or fail under REQUIRE_HW) when `kind` is missing: for a fixture that needs it outside a marker."""
+    if reason := probe(kind):
+        skip_or_fail(kind, reason)
+
+
+# Fixtures that cost what a marker says: a test that uses one (directly or through another fixture) carries it.
+FIXTURE_MARKS = {
+    "tiny_tensorrt": ("tensorrt",), "rtx": ("tensorrt",), "tiny_engines": ("tensorrt",),  # engine builds
+    "default_engines": ("tensorrt", "slow"),
+    "default_artifact": ("slow",), "default_cache": ("slow",),  # the real-size default model
+    "tf4_python": ("tf4",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in set(item.fixturenames) & set(FIXTURE_MARKS):
+            for mark in FIXTURE_MARKS[name]:
+                item.add_marker(mark)
+
+
 def pytest_runtest_setup(item):
     for mark in item.iter_markers():
-        probe = PROBES.get(mark.name)
-        if probe and (reason := probe()):
-            skip_or_fail(mark.name, reason)
+        if mark.name in PROBES:
+            require(mark.name)
 
 
 def require_backend(name: str) -> None:
@@ -174,3 +256,41 @@ def int8_config(src, out, method: str = "int8", calibration_size: int = 32, max_
     return QuantizeConfig(artifact=src, out=out, backend="openvino", method=method, target="cpu-f32",
                           calibration_size=calibration_size,
                           max_accuracy_drop=max_accuracy_drop)
+
+
+AVX2_ONLY = ("avx2", "fma")  # AMD Zen 3 and the like: no AVX-512, no VNNI, no AMX
+
+
+def synthetic_cpu(*flags: str, machine: str = "x86_64") -> dict:
+    """A cpu_info() record with exactly these ISA flags: tests that assert a pick never read the machine's own."""
+    from runtimes.hardware import CPU_FLAGS
+
+    return {"model": "synthetic test CPU", "machine": machine, "flags": {f: f in flags for f in CPU_FLAGS}}
+
+
+@contextlib.contextmanager
+def auto_target_sees(*flags: str, machine: str = "x86_64"):
+    """`--target auto` picks for a synthetic CPU with these flags while the block runs."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("quantization.auto_target.cpu_info", lambda: synthetic_cpu(*flags, machine=machine))
+        yield
+
+
+@pytest.fixture(scope="session")
+def default_artifact(tmp_path_factory):
+    """get(task) -> the default model's ONNX fp32 artifact of that head (a directory named onnxruntime-fp32),
+    exported once per session for every test that needs a real-size one. Shared: copy it before changing it."""
+    root = tmp_path_factory.mktemp("default-artifacts")
+    built = {}
+
+    def get(task: str = "text-classification") -> Path:
+        if task not in built:
+            os.environ.setdefault("DISTILBERT_DEPLOY_QUIET", "1")
+            from exporters.onnx_export import ExportConfig, export
+
+            path = root / task / "onnxruntime-fp32"
+            export(ExportConfig(model="default", task=task, out=path))
+            built[task] = path
+        return built[task]
+
+    return get

@@ -22,11 +22,16 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, args: list[str], log: Path, env: dict | None = None):
+    """gate: a file path; every batch waits until that file exists (tests/gated_serve.py), so a test holds requests
+    in flight for as long as it needs and releases them by creating the file."""
+
+    def __init__(self, args: list[str], log: Path, env: dict | None = None, gate: Path | None = None):
         self.port = free_port()
         self.log_path = log
+        head = ["-m", "distilbert_deploy.cli"] if gate is None else [str(Path(__file__).with_name("gated_serve.py")),
+                                                                      str(gate)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "distilbert_deploy.cli", "serve", *map(str, args), "--port", str(self.port)],
+            [sys.executable, *head, "serve", *map(str, args), "--port", str(self.port)],
             stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
     @property

@@ -8,6 +8,7 @@ import pytest
 from benchmarks import artifact_matrix
 
 
+@pytest.mark.slow
 def test_tiny_matrix_builds_judges_and_marks_non_applicable(tmp_path):
     out = tmp_path / "report"
     rc = artifact_matrix.main(["--model", "tiny", "--artifacts", str(tmp_path / "art"), "--out", str(out),
@@ -32,23 +33,51 @@ def test_tiny_matrix_builds_judges_and_marks_non_applicable(tmp_path):
     assert again["status"] == "reused"
 
 
+@pytest.mark.tensorrt
 def test_tensorrt_cells_are_built_but_never_shown_as_pass_without_their_gpu(tmp_path):
-    pytest.importorskip("tensorrt_rtx")
-    from runtimes.tensorrt_backend import host_facts
+    import importlib.util
 
-    if host_facts("tensorrt-rtx").gpu is not None:
-        pytest.skip("this machine has a GPU: the engine is judged here")
+    from conftest import skip_or_fail
+
+    if importlib.util.find_spec("tensorrt_rtx") is None:  # the matrix builds RTX engines for named targets
+        skip_or_fail("tensorrt", "needs module 'tensorrt_rtx' (pip install '.[tensorrt-rtx]')")
+    from runtimes.tensorrt_backend import host_facts
+    from runtimes.tensorrt_flavor import RTX_DEFAULT_TARGETS
+
     out = tmp_path / "report"
     rc = artifact_matrix.main(["--model", "tiny", "--artifacts", str(tmp_path / "art"), "--out", str(out),
                                "--corpus", "ci", "--types", "tensorrt-rtx-fp16", "--tasks", "text-classification"])
     cell = json.loads((out / "matrix.json").read_text())["cells"]["text-classification"]["tensorrt-rtx-fp16"]
-    assert cell["status"] == "not run here" and "parity" not in cell
-    assert cell["why"] == "needs an NVIDIA GPU with TensorRT (sm80, sm86, sm89, sm120)"
     md = (out / "matrix.md").read_text()
-    assert ("| `tensorrt-rtx-fp16` | built, not run here: needs an NVIDIA GPU with TensorRT (sm80, sm86, sm89, sm120) |"
-            in md)
-    assert (tmp_path / "art" / "tiny" / "text-classification" / "tensorrt-rtx-fp16" / "model.engine").is_file()
-    assert rc == 0  # the source type passed; the engine is not a failure of this machine's run
+    engine = tmp_path / "art" / "tiny" / "text-classification" / "tensorrt-rtx-fp16"
+    assert (engine / "model.engine").is_file()
+    needs = "needs an NVIDIA GPU with TensorRT (sm80, sm86, sm89, sm120)"
+    if host_facts("tensorrt-rtx").compute_capability in RTX_DEFAULT_TARGETS:  # its GPU: judged like any artifact
+        assert cell["status"] == "built" and cell["parity"] == "pass" and cell["precision"] == "fp16", cell
+        assert "| `tensorrt-rtx-fp16` | pass" in md
+    else:  # no GPU, or one TensorRT-RTX has no target for (an H100/H200 is sm90): built, never judged here
+        assert cell["status"] == "not run here" and "parity" not in cell
+        assert cell["why"] == needs
+        assert f"| `tensorrt-rtx-fp16` | built, not run here: {needs} |" in md
+    assert rc == 0  # the source type passed; an engine this machine cannot run is not a failure of its run
+    # the same engine as an H200 sees it (sm90: refused, so never judged) and as an RTX 4090 does (sm89: judged)
+    with pytest.MonkeyPatch.context() as mp:
+        see_gpu(mp, ("NVIDIA H200", (9, 0)))
+        assert artifact_matrix.not_runnable_here(engine) == needs
+        see_gpu(mp, ("NVIDIA GeForce RTX 4090", (8, 9)))
+        assert artifact_matrix.not_runnable_here(engine) is None
+        see_gpu(mp, None)
+        assert artifact_matrix.not_runnable_here(engine) == needs
+
+
+def see_gpu(monkeypatch, gpu):
+    """Make torch (what runtimes.tensorrt_backend.host_facts reads) report this (name, (major, minor)) GPU, or none."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu is not None)
+    if gpu is not None:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu[0])
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: gpu[1])
 
 
 def test_failed_build_is_shown_with_its_error(tmp_path):

@@ -246,6 +246,7 @@ def test_worker_failure_writes_nothing(tiny_artifacts, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["w"]
 
 
+@pytest.mark.inc
 def test_inc_has_no_target_presets(built, tiny_artifacts, tmp_path, capsys):
     """The manifest says no preset was picked; naming one is an error before any work (nothing written)."""
     from distilbert_deploy.cli import main

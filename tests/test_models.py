@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -30,8 +29,11 @@ def tiny_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def default_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("default-cache")
+def default_cache():
+    """The session's model cache (DISTILBERT_DEPLOY_CACHE): the default model is built once for every test."""
+    from runtimes.artifact import cache_root
+
+    return cache_root()
 
 
 def _load(source, task, cache_dir):
@@ -107,14 +109,37 @@ def test_vocab_is_real_bert_base_uncased(tiny_cache):
 
 # ---------------------------------------------------------------- built-ins: determinism and cache
 
-def test_tiny_is_fast_deterministic_and_cached(tmp_path, monkeypatch):
+def _no_network(monkeypatch) -> list:
+    """Every name lookup and socket connection this process attempts fails at once and is recorded: a test asserts
+    that nothing was attempted instead of timing the call (a network retry is then a failure on any machine, not a
+    slow pass)."""
+    import socket
+
+    tried = []
+
+    def refuse(what):
+        def call(*args, **kwargs):
+            tried.append((what, args[1] if what == "connect" else args[0]))
+            raise OSError(f"no network in this test ({what} {tried[-1][1]!r})")
+
+        return call
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect"))
+    return tried
+
+
+def test_tiny_is_small_local_deterministic_and_cached(tmp_path, monkeypatch):
+    """tiny is cheap by construction (a 2-layer, 32-wide encoder built here, no download), the same twice, and
+    loaded from the cache afterwards without a rebuild. No build time is asserted: that is the machine's."""
     from exporters import models
 
-    t0 = time.perf_counter()
+    tried = _no_network(monkeypatch)
     a = _load("tiny", "text-classification", tmp_path / "a")
-    build_s = time.perf_counter() - t0
     b = _load("tiny", "text-classification", tmp_path / "b")
-    assert build_s < 30, build_s
+    cfg = a.model.config
+    assert (cfg.dim, cfg.n_layers, cfg.n_heads, cfg.hidden_dim) == (32, 2, 2, 37) and tried == []
     assert _same_state(a.model, b.model)
     assert a.source["sha256"] == b.source["sha256"]
     assert not list((tmp_path / "a" / "models" / "tiny").glob(".*"))  # no temp folders left behind
@@ -123,10 +148,8 @@ def test_tiny_is_fast_deterministic_and_cached(tmp_path, monkeypatch):
         raise AssertionError("cached model was rebuilt")
 
     monkeypatch.setattr(models, "_build", no_build)
-    t0 = time.perf_counter()
-    c = _load("tiny", "text-classification", tmp_path / "a")
-    assert time.perf_counter() - t0 < 5
-    assert _same_state(a.model, c.model) and c.source == a.source and c.labels == a.labels
+    c = _load("tiny", "text-classification", tmp_path / "a")  # from the cache: a rebuild raises above
+    assert _same_state(a.model, c.model) and c.source == a.source and c.labels == a.labels and tried == []
 
 
 def test_env_cache_is_used(cache):
@@ -258,13 +281,13 @@ def test_hub_offline_names_the_fix(repo, monkeypatch):
         pytest.skip(f"{repo} is in the local hub cache")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", True)  # read once at import time
-    t0 = time.perf_counter()
+    tried = _no_network(monkeypatch)
     with pytest.raises(ModelSourceError) as e:
         _load(repo, "text-classification", None)
     msg = str(e.value)
     assert f"cannot load '{repo}' from the Hugging Face Hub" in msg and "offline" in msg
     assert "Fix:" in msg and "--model" in msg and "tiny, base-random, default" in msg
-    assert time.perf_counter() - t0 < 30  # no network retries
+    assert tried == []  # no network attempt at all, so no retries (asserted, not timed)
 
 
 def test_hub_id_served_from_the_local_hub_cache_offline(tmp_path, tiny_cache):

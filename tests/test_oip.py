@@ -19,7 +19,7 @@ def binary_body(inputs: list[tuple[str, str, list, bytes]], **doc) -> tuple[byte
 
 
 def test_binary_request_as_tritonclient_writes_it():
-    utils = pytest.importorskip("tritonclient.utils")
+    import tritonclient.utils as utils
     texts = np.array([["héllo"], [""], ["a" * 300]], dtype=np.object_)
     ids = np.array([[101, 7592, 102], [101, 0, 102]], dtype=np.int64)
     body, n = binary_body([("text", "BYTES", [3, 1], utils.serialize_byte_tensor(texts).item()),
@@ -78,7 +78,7 @@ def test_malformed_binary_data():
 
 
 def test_responses_decode_with_tritonclients_own_parser():
-    http = pytest.importorskip("tritonclient.http")
+    import tritonclient.http as http
     outputs = {"logits": np.array([[0.25, -1.5]], dtype=np.float32), "label": np.array([b"pos"], dtype=np.object_),
                "start": np.array([3], dtype=np.int64)}
     for binary in (True, False):

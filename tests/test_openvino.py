@@ -9,7 +9,7 @@ from runtimes.base import RuntimeOptions
 from runtimes.errors import ArtifactError, ConfigError, QuantizationError
 from runtimes.heads import TASKS
 
-from conftest import int8_config
+from conftest import int8_config, probe
 from test_runtimes import feeds
 
 pytestmark = pytest.mark.openvino
@@ -123,16 +123,18 @@ def test_int8_avx512_bf16_target_runs_unquantized_ops_in_bf16(tiny_artifacts, tm
     m = quantize(QuantizeConfig(artifact=src, out=out, backend="openvino", method="int8", target="avx512-bf16",
                                 calibration_size=16))
     assert (m.precision, m.recipe["preset"], m.recipe["inference_precision_hint"]) == ("int8", "avx512-bf16", "bf16")
-    try:  # a CPU without bf16 support refuses it (never a silent f32 run)
-        with load(out) as rt, load(src) as ref:
-            assert rt.describe()["inference_precision"] == "bf16"
-            feed = next(feeds(False))
-            got, want = rt.infer(feed)["logits"], ref.infer(feed)["logits"]
-            assert got.shape == want.shape and np.isfinite(got).all()
-    except ArtifactMismatch as e:
-        assert "this CPU runs it as" in str(e)
+    if probe("cpu_bf16"):  # a CPU without bf16 execution refuses it (never a silent f32 run)
+        with pytest.raises(ArtifactMismatch, match="this CPU runs it as f32"):
+            load(out)
+        return
+    with load(out) as rt, load(src) as ref:
+        assert rt.describe()["inference_precision"] == "bf16"
+        feed = next(feeds(False))
+        got, want = rt.infer(feed)["logits"], ref.infer(feed)["logits"]
+        assert got.shape == want.shape and np.isfinite(got).all()
 
 
+@pytest.mark.cpu_bf16
 def test_bf16_records_bf16(tiny_openvino):
     path = tiny_openvino("text-classification", "bf16")
     assert json.loads((path / "manifest.json").read_text())["recipe"]["inference_precision_hint"] == "bf16"
@@ -149,16 +151,48 @@ def test_precision_mismatch_is_an_error(tiny_openvino, tmp_path):
 
     with pytest.raises(ConfigError, match="is fp32; precision 'bf16'"):
         load(tiny_openvino("text-classification", "fp32"), precision="bf16")
-    # a hint the CPU may not honour (f16 needs AVX512-FP16/AMX-FP16; elsewhere it runs as bf16 or f32):
-    # either it really runs f16, or loading is refused
+    # a hint the CPU may not honour (f16 needs AVX512-FP16; elsewhere it runs as bf16 or f32): a CPU that
+    # executes f16 runs it, any other refuses to load it
     path = tmp_path / "ir"
     shutil.copytree(tiny_openvino("text-classification", "fp32"), path)
     update_manifest(path, recipe={"inference_precision_hint": "f16"})
-    try:
+    if probe("cpu_fp16"):
+        with pytest.raises(ArtifactMismatch, match="this CPU runs it as"):
+            load(path)
+    else:
         with load(path) as rt:
             assert rt.describe()["inference_precision"] == "f16"
-    except ArtifactMismatch as e:
-        assert "this CPU runs it as" in str(e)
+
+
+def test_a_precision_this_cpu_does_not_execute_is_refused_with_a_fix_that_runs(tiny_artifacts, tmp_path, monkeypatch):
+    """What an AVX2-only CPU does with a bf16 hint (runs it as f32), simulated on any CPU: the export is refused,
+    the fix names what runs here (fp32, never bf16 again), and nothing is written."""
+    import openvino as ov
+
+    from exporters.openvino_export import OpenVinoExportConfig, export_openvino
+    from runtimes.errors import ExportError
+
+    real = ov.Core.compile_model
+
+    class RunsAsF32:
+        def __init__(self, compiled):
+            self._compiled = compiled
+
+        def get_property(self, name):
+            return ov.Type.f32 if name == "INFERENCE_PRECISION_HINT" else self._compiled.get_property(name)
+
+        def __getattr__(self, name):
+            return getattr(self._compiled, name)
+
+    monkeypatch.setattr(ov.Core, "compile_model", lambda self, *a, **k: RunsAsF32(real(self, *a, **k)))
+    out = tmp_path / "bf16"
+    with pytest.raises(ExportError) as e:
+        export_openvino(OpenVinoExportConfig(src=tiny_artifacts["text-classification", "onnxruntime"], out=out,
+                                             precision="bf16"))
+    msg = str(e.value)
+    assert "runs an bf16 hint as f32" in msg and "Fix: --precision fp32 here" in msg, msg
+    assert "fp32 or bf16" not in msg and "Nothing was written" in msg
+    assert not out.exists() and not list(tmp_path.glob(".*bf16*"))
 
 
 def test_int8_runs(tiny_openvino):
@@ -213,6 +247,7 @@ def test_bad_inputs_leave_nothing(tiny_artifacts, tiny_openvino, tmp_path):
     assert not list(tmp_path.iterdir())  # no partial or staging directories
 
 
+@pytest.mark.search
 @pytest.mark.parametrize("task,name", [("token-classification", "logit_cosine"), ("fill-mask", "logit_cosine"),
                                        ("text-classification", "accuracy")])
 def test_int8_accuracy_control_records_its_metric(tiny_artifacts, tmp_path, task, name):
@@ -277,19 +312,21 @@ def test_imports_stay_light():
 
 
 def test_cli_quantize_defaults_to_int8_and_the_auto_target(tiny_artifacts, tmp_path, capsys):
-    """`quantize --backend openvino` with no method or target: int8 with the preset this CPU's flags call for, and
-    the manifest says what was picked and why."""
+    """`quantize --backend openvino` with no method or target: int8 with the preset the CPU's flags call for (a
+    synthetic AVX2-only CPU: cpu-f32 on every machine), and the manifest says what was picked and why."""
     import json
 
+    from conftest import AVX2_ONLY, auto_target_sees
     from distilbert_deploy.cli import main
 
     out = tmp_path / "ov"
-    assert main(["quantize", str(tiny_artifacts["text-classification", "onnxruntime"]), "--out", str(out),
-                 "--backend", "openvino", "--calibration-size", "8"]) == 0
+    with auto_target_sees(*AVX2_ONLY):
+        assert main(["quantize", str(tiny_artifacts["text-classification", "onnxruntime"]), "--out", str(out),
+                     "--backend", "openvino", "--calibration-size", "8"]) == 0
     printed = capsys.readouterr().out
     recipe = json.loads((out / "manifest.json").read_text())["recipe"]
-    flags = open("/proc/cpuinfo").read()
-    want = "avx512-bf16" if " avx512_bf16" in flags or " amx_bf16" in flags else "cpu-f32"
+    want = "cpu-f32"
+    assert recipe["target"]["cpu"] == "synthetic test CPU"
     assert recipe["method"] == "int8" and recipe["preset"] == want
     assert recipe["target"]["requested"] == "auto" and recipe["target"]["picked"] == want and recipe["target"]["why"]
     assert f"--target auto picked {want}: {recipe['target']['why']}" in printed

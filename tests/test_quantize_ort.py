@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import require_backend
+from conftest import AVX2_ONLY, auto_target_sees, require_backend
 from runtimes.errors import BackendUnavailable, ConfigError, QuantizationError
 
 TASK = "question-answering"  # tiny QA parity runs in seconds (text-classification scores 300 tweets)
@@ -29,11 +29,12 @@ def built(src, tmp_path_factory):
     """(method, target) -> artifact path, each built once."""
     root = tmp_path_factory.mktemp("quantized")
     out = {}
-    for method, target in (("optimize", None), ("fp16", None), ("dynamic", None), ("static", None),
-                           ("static", "tensorrt"), ("static", "arm64"), ("dynamic", "arm64")):
-        path = root / f"{method}-{target}"
-        quantize(src, path, method=method, target=target)
-        out[method, target] = path
+    with auto_target_sees(*AVX2_ONLY):  # --target auto picks for an AVX2-only CPU on every machine
+        for method, target in (("optimize", None), ("fp16", None), ("dynamic", None), ("static", None),
+                               ("static", "tensorrt"), ("static", "arm64"), ("dynamic", "arm64")):
+            path = root / f"{method}-{target}"
+            quantize(src, path, method=method, target=target)
+            out[method, target] = path
     return out
 
 
@@ -53,10 +54,9 @@ def test_manifest_and_loadable(built, src, method, target):
     assert m.recipe["method"] == method
     if target:
         assert m.recipe["preset"] == target and m.recipe["target"]["requested"] == target
-    else:  # --target auto: from this CPU's flags, recorded with why
-        flags = open("/proc/cpuinfo").read()
-        vnni = " avx512_vnni" in flags or " avx_vnni" in flags
-        assert m.recipe["preset"] == ("cuda" if method == "fp16" else "avx512-vnni" if vnni else "avx2")
+    else:  # --target auto, as picked for the synthetic AVX2-only CPU, recorded with why
+        assert m.recipe["preset"] == ("cuda" if method == "fp16" else "avx2")
+        assert m.recipe["target"]["cpu"] == "synthetic test CPU"
         assert m.recipe["target"]["requested"] == "auto" and m.recipe["target"]["picked"] == m.recipe["preset"]
         assert m.recipe["target"]["why"]
     assert m.recipe["cpu_check"]["ok"] and {"onnxruntime", "onnx"} <= set(m.versions)
@@ -276,6 +276,7 @@ def _relative_error(src, built_path, task=TASK):
     return float(np.sqrt(dd / rr))
 
 
+@pytest.mark.search
 @pytest.mark.parametrize("method", ["dynamic", "static"])
 def test_accuracy_control_keeps_sensitive_nodes_fp32(src, tmp_path, method):
     """A loose bound quantizes every encoder node; a planted bound at half that model's error forces the fallback
@@ -313,8 +314,39 @@ def test_accuracy_control_keeps_sensitive_nodes_fp32(src, tmp_path, method):
         kept = [n for n in graph.node if n.name in acc["kept_fp32"]]
         assert all(producers.get(n.input[1]) is None or producers[n.input[1]].op_type != "DequantizeLinear"
                    for n in kept)
+    # the recipe the search found, replayed by naming its nodes: the same model, checked once, no search
+    replay = quantize(src, tmp_path / "replay", method=method, max_accuracy_drop=drop, keep_fp32=acc["kept_fp32"])
+    again = replay.recipe["accuracy_control"]
+    assert again["kept_fp32"] == acc["kept_fp32"] and again["evaluations"] == 1 and "sensitivity" not in again
+    assert again["search"].startswith("none") and again["int8"] == acc["int8"]
+    assert replay.recipe["fp32_nodes"] == tight.recipe["fp32_nodes"]
 
 
+def test_named_fp32_nodes_are_kept_without_a_search_and_still_meet_the_bound(src, tmp_path):
+    """--keep-fp32: exactly those encoder nodes stay fp32, one evaluation checks the bound; a name that is no
+    encoder node, a recipe without nodes to keep, or a bound the named nodes miss are errors that write nothing."""
+    import onnx
+
+    from quantization.ort_quant import encoder_nodes
+
+    nodes = encoder_nodes(src / "model.onnx")
+    keep = (nodes[0], nodes[-1])
+    m = quantize(src, tmp_path / "kept", method="dynamic", max_accuracy_drop=1.0, keep_fp32=keep)
+    acc = m.recipe["accuracy_control"]
+    assert acc["kept_fp32"] == list(keep) and acc["evaluations"] == 1 and acc["search"].startswith("none")
+    assert m.recipe["fp32_nodes"] == ["task head", *keep]
+    ops = {n.name: n.op_type for n in onnx.load(str(tmp_path / "kept" / "model.onnx")).graph.node}
+    assert all(ops[n] == "MatMul" for n in keep) and "MatMulInteger" in ops.values()
+    with pytest.raises(ConfigError, match=r"--keep-fp32 names \['/no/such/MatMul'\].*Fix: copy the names"):
+        quantize(src, tmp_path / "bad", method="dynamic", keep_fp32=("/no/such/MatMul",))
+    with pytest.raises(ConfigError, match="--keep-fp32 names encoder nodes for the onnxruntime dynamic and static"):
+        quantize(src, tmp_path / "opt", method="optimize", keep_fp32=keep)
+    with pytest.raises(QuantizationError, match="with the 2 named fp32 nodes misses the bound.*Nothing was written"):
+        quantize(src, tmp_path / "miss", method="dynamic", max_accuracy_drop=0.0, keep_fp32=keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+
+
+@pytest.mark.search
 def test_impossible_bound_writes_nothing(src, tmp_path):
     """max_accuracy_drop=0 asks for outputs identical to fp32: no INT8 model meets it, so nothing is written."""
     with pytest.raises(QuantizationError, match="cannot meet the bound.*Nothing was written"):
@@ -322,6 +354,7 @@ def test_impossible_bound_writes_nothing(src, tmp_path):
     _assert_nothing_left(tmp_path)
 
 
+@pytest.mark.search
 def test_accuracy_control_text_classification(tiny_artifacts, tmp_path):
     """Labelled validation: fp32 and INT8 accuracy are recorded and the INT8 model is within the drop."""
     import numpy as np

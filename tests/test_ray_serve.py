@@ -4,24 +4,18 @@ bind the host's address even when asked for loopback; the namespace has only its
 under a bounded load, and shuts down; the tests judge its findings."""
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import skip_or_fail
-
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv-ray"
+pytestmark = [pytest.mark.ray, pytest.mark.server, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def findings(runtime_of, tmp_path_factory):
-    if not (VENV / "bin" / "python").is_file():
-        skip_or_fail("ray", "needs .venv-ray (make venv-ray)")
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        skip_or_fail("ray", "needs root with unshare and ip (a private network namespace keeps Ray on loopback)")
     tc = runtime_of("text-classification", "onnxruntime").artifact.path
     qa = runtime_of("question-answering", "onnxruntime").artifact.path
     work = tmp_path_factory.mktemp("ray")

@@ -146,12 +146,8 @@ def test_torch_on_cuda_matches_fp32_cpu(tiny_artifacts, task, precision):
 
 
 @pytest.mark.gpu
+@pytest.mark.ort_cuda
 def test_onnxruntime_cuda_provider_is_obtained(tiny_artifacts):
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        from conftest import skip_or_fail
-        skip_or_fail("gpu", "needs onnxruntime-gpu with the CUDAExecutionProvider (pip install '.[ort-gpu]')")
     feed = next(feeds(False))
     path = tiny_artifacts["text-classification", "onnxruntime"]
     with load_runtime(path, RuntimeOptions(device="cuda")) as gpu, load_runtime(path) as cpu:

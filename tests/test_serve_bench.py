@@ -297,6 +297,7 @@ def tiny_classifier(tmp_path_factory):
     return path
 
 
+@pytest.mark.server
 def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(tiny_classifier), "--quick",
@@ -357,16 +358,13 @@ def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
     assert (again / "serve-bench.png").stat().st_size > 0
 
 
+@pytest.mark.ray
+@pytest.mark.triton
+@pytest.mark.server
+@pytest.mark.slow
 def test_quick_serve_bench_with_peers_has_the_peer_table(tiny_classifier, tmp_path):
     """Ray Serve (1 replica; the run re-executes itself in a private network namespace) and the bundled Triton on
     the python-runtime repository, under the same load as our service, in one run."""
-    from conftest import skip_or_fail
-
-    for venv, why in ((".venv-ray", "make venv-ray"), (".venv-triton", "make venv-triton")):
-        if not (REPO / venv / "bin" / "python").is_file():
-            skip_or_fail("ray" if "ray" in venv else "triton", f"needs {venv} ({why})")
-    if os.geteuid() != 0:
-        skip_or_fail("ray", "needs root for the private network namespace the Ray peer runs in")
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(tiny_classifier), "--quick",
                         "--concurrency", "1,4", "--peer", "ray-1,triton", "--out", str(out)], cwd=REPO,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import skip_or_fail
 from tiny_tasks import CONTEXT, LONG_CONTEXT, QUESTIONS, SENTENCES, same
 
 ROOT = Path(__file__).parents[1]
@@ -25,9 +24,6 @@ KWARGS = [{}, {"top_k": 3}, {"handle_impossible_answer": True, "top_k": 2}, {"ma
 
 @pytest.fixture(scope="session")
 def tf4_python():
-    if not TF4_PYTHON.is_file():
-        skip_or_fail("tf4", f"needs .venv-tf4 (make venv-tf4): the real transformers 4.x question-answering "
-                            f"pipeline; {TF4_PYTHON} is missing")
     return TF4_PYTHON
 
 
@@ -67,6 +63,7 @@ def answer_texts(want):
     return [want["answer"]] if isinstance(want, dict) else [t for w in want for t in answer_texts(w)]
 
 
+@pytest.mark.tf4
 @pytest.mark.slow
 def test_question_answering_equals_transformers_4_pipeline(tf4_python, qa_model):
     from runtimes.pipeline import load_pipeline

@@ -3,6 +3,7 @@ the parsed network, TensorRT's header check, the manifest, cache reuse, and ever
 deserializes. Inference against PyTorch needs a GPU and TensorRT: marked, skipped here, failing under REQUIRE_HW."""
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -22,6 +23,44 @@ from conftest import skip_or_fail
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("sm89", "sm86")
 DEFAULT_TASKS = ("text-classification", "question-answering")
+H200 = ("NVIDIA H200", (9, 0))  # Hopper: TensorRT-RTX has no sm90 target, so no RTX engine runs there
+
+
+# ---------------------------------------------------------------- the machine the runtime sees
+# Three machine classes, each with its own right answer: no CUDA GPU; a GPU the engine has no target for (an
+# H100/H200 is sm90, which TensorRT-RTX cannot build for at all); a GPU among the engine's targets (it runs).
+
+def this_gpu() -> tuple[str | None, str | None]:
+    """(name, compute capability) of the GPU as the runtime's preflight reads it, or (None, None) without one."""
+    from runtimes.tensorrt_backend import host_facts
+
+    host = host_facts("tensorrt-rtx")
+    return host.gpu, host.compute_capability
+
+
+def see_gpu(monkeypatch, gpu: tuple[str, tuple[int, int]] | None) -> None:
+    """Make torch, the one probe runtimes.tensorrt_backend.host_facts reads, report this GPU (None: no GPU) for the
+    rest of the test, whatever this machine has. Only the preflight runs on it: every case refuses before TensorRT."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu is not None)
+    if gpu is not None:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu[0])
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: gpu[1])
+
+
+def header_check_as_this_machine_reads_it(validity, targets: tuple[str, ...]) -> None:
+    """TensorRT's header check of a sound engine built for `targets`, on this machine: without a GPU it cannot be
+    checked against a device and nothing is wrong with it (no diagnostics); on a GPU among the targets nothing is
+    wrong either; on any other GPU it names the compute capability, and never a malformed engine."""
+    gpu, cc = this_gpu()
+    assert validity.checked and "MALFORMED_ENGINE" not in validity.diagnostics, validity
+    if gpu is None:  # INVALID only in that no device could be checked: no diagnostic at all
+        assert validity.valid is False and validity.diagnostics == (), validity
+    elif cc in targets:
+        assert validity.diagnostics == (), (gpu, cc, validity)
+    else:
+        assert "UNSUPPORTED_CC" in validity.diagnostics and validity.valid is False, (gpu, cc, validity)
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +155,7 @@ def test_islands_are_fp32_in_the_parsed_network_and_the_check_can_fail(rtx, tiny
 def test_engine_validity_clean_for_the_engine_and_malformed_for_a_corrupted_header(rtx, tiny_engines):
     data = (tiny_engines["text-classification"][1] / "model.engine").read_bytes()
     good = rtx.engine_validity(data)
-    assert good.checked and "MALFORMED_ENGINE" not in good.diagnostics
-    assert good.diagnostics == ()  # without a GPU: not checkable against a device, and nothing wrong with it
+    header_check_as_this_machine_reads_it(good, TARGETS)
     bad = bytearray(data)
     bad[:4] = b"\0\0\0\0"
     assert "MALFORMED_ENGINE" in rtx.engine_validity(bytes(bad)).diagnostics
@@ -153,7 +191,12 @@ def test_recorded_polygraphy_command_rebuilds_the_engine(rtx, tiny_engines, tmp_
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "Optimization Profiles  | 3 profile(s)" in p.stdout + p.stderr
     data = (tmp_path / "poly.engine").read_bytes()
-    assert len(data) > 1 << 20 and rtx.engine_validity(data).diagnostics == ()
+    assert len(data) > 1 << 20
+    # polygraphy sets no compute capabilities: its engine has TensorRT-RTX's default targets (the manifest's note)
+    from runtimes.tensorrt_flavor import RTX_DEFAULT_TARGETS
+
+    assert "polygraphy does not set RTX compute capabilities" in m.recipe["reproduce"]["note"]
+    header_check_as_this_machine_reads_it(rtx.engine_validity(data), RTX_DEFAULT_TARGETS)
 
 
 def test_second_build_reuses_the_cache(rtx, tiny_artifacts, tmp_path, monkeypatch):
@@ -178,10 +221,12 @@ def test_second_build_reuses_the_cache(rtx, tiny_artifacts, tmp_path, monkeypatc
     assert other.recipe["cache"]["reused_from"] is None and "not built from this model" in other.recipe["cache"]["not_reused"]
 
 
-def test_load_without_a_gpu_says_it_needs_one(tiny_engines, capsys):
+def test_load_without_a_gpu_says_it_needs_one(tiny_engines, capsys, monkeypatch):
+    """As on a CPU-only machine (torch sees no GPU, whatever this one has): refused before TensorRT is touched."""
     from distilbert_deploy.cli import main
     from runtimes.registry import load_runtime
 
+    see_gpu(monkeypatch, None)
     path = tiny_engines["text-classification"][1]
     with pytest.raises(BackendUnavailable, match=r"needs an NVIDIA GPU with tensorrt-rtx .*\(sm89, sm86\), and no CUDA "
                                                  r"GPU is visible here") as e:
@@ -191,6 +236,62 @@ def test_load_without_a_gpu_says_it_needs_one(tiny_engines, capsys):
         load_runtime(path)
     assert main(["predict", str(path), "--device", "cuda", "--text", "hi"]) == 2
     assert "needs an NVIDIA GPU" in capsys.readouterr().err
+
+
+def test_load_on_an_h200_names_the_compute_capability_rtx_cannot_run(rtx, tiny_engines, capsys, monkeypatch):
+    """As on an H100/H200 (sm90), whatever this machine has: TensorRT-RTX has no sm90 target, so the preflight
+    refuses the engine with the compute-capability message, never the no-GPU one, before TensorRT deserializes."""
+    from distilbert_deploy.cli import main
+    from runtimes.registry import load_runtime
+    from runtimes.tensorrt_backend import HostFacts, host_facts
+
+    see_gpu(monkeypatch, H200)
+    assert host_facts("tensorrt-rtx") == HostFacts(True, rtx.version, "NVIDIA H200", "sm90")
+    assert "sm90" not in rtx.targets()
+    path = tiny_engines["text-classification"][1]
+    # the refusal names the engine's targets, its flavor and version, this GPU and its compute capability, then a Fix
+    cc_refusal = (rf"engine built for sm89, sm86 with tensorrt-rtx {re.escape(rtx.version)}; this GPU \(NVIDIA H200\) "
+                  r"is sm90\. Fix: TensorRT-RTX has no sm90 target \(it builds for .*\): build with full TensorRT on "
+                  r"this GPU, `make export-trt MODEL=tiny TASK=text-classification TRT_FLAVOR=tensorrt`")
+    with pytest.raises(ArtifactMismatch, match=cc_refusal) as e:
+        load_runtime(path, RuntimeOptions(device="cuda"))
+    assert "no CUDA GPU" not in str(e.value) and "cudaError" not in str(e.value)
+    assert main(["predict", str(path), "--device", "cuda", "--text", "hi"]) == 2
+    assert re.search(cc_refusal, capsys.readouterr().err)
+    # parity runs an engine on its GPU or not at all: exit 2 with the same reason
+    assert main(["parity", str(path), "--out", str(path.parent / "parity-h200"), "--no-manifest"]) == 2
+    assert re.search(cc_refusal, capsys.readouterr().err)
+    assert not (path.parent / "parity-h200" / "parity.json").exists()
+
+
+def test_load_takes_the_gpu_this_machine_has(tiny_engines, capsys):
+    """No patching: no GPU -> the no-GPU refusal; a GPU the engine has no target for (an H100/H200's sm90, or any
+    other) -> the compute-capability refusal naming it; a GPU among its targets -> it loads and answers."""
+    from distilbert_deploy.cli import main
+    from runtimes.registry import load_runtime
+
+    gpu, cc = this_gpu()
+    path = tiny_engines["text-classification"][1]
+    if gpu is None:
+        with pytest.raises(BackendUnavailable, match=r"needs an NVIDIA GPU with tensorrt-rtx .*\(sm89, sm86\), and no "
+                                                     r"CUDA GPU is visible here"):
+            load_runtime(path, RuntimeOptions(device="cuda"))
+        rc, want = 2, "no CUDA GPU is visible here"
+    elif cc not in TARGETS:
+        with pytest.raises(ArtifactMismatch, match=rf"engine built for sm89, sm86 with tensorrt-rtx .*; this GPU "
+                                                   rf"\({re.escape(gpu)}\) is {cc}\. Fix: "):
+            load_runtime(path, RuntimeOptions(device="cuda"))
+        rc, want = 2, f"this GPU ({gpu}) is {cc}"
+    else:
+        feed = {"input_ids": np.array([[101, 7592, 102]], np.int64), "attention_mask": np.ones((1, 3), np.int64)}
+        with load_runtime(path, RuntimeOptions(device="cuda")) as rt:
+            logits = rt.infer(feed)["logits"]
+            assert logits.shape == (1, 3) and logits.dtype == np.float32 and np.isfinite(logits).all()
+            assert rt.describe()["gpu"] == gpu
+        rc, want = 0, '"output"'
+    assert main(["predict", str(path), "--device", "cuda", "--text", "hi"]) == rc
+    out = capsys.readouterr()
+    assert want in (out.err if rc else out.out), (gpu, cc, out)
 
 
 def _host(version, cc="sm89"):
@@ -234,7 +335,9 @@ def test_tampered_or_truncated_engine_is_refused_by_checksum(rtx, tiny_engines, 
     shutil.copytree(tiny_engines["multiple-choice"][1], path)
     data = bytearray((path / "model.engine").read_bytes())
     (path / "model.engine").write_bytes(bytes(data[: len(data) // 2]))
-    assert rtx.engine_validity(bytes(data[: len(data) // 2])).diagnostics == ()  # TensorRT's header check passes it
+    # TensorRT's header check passes it: the half engine reads exactly as the whole one does, on any machine
+    assert rtx.engine_validity(bytes(data[: len(data) // 2])) == rtx.engine_validity(bytes(data))
+    header_check_as_this_machine_reads_it(rtx.engine_validity(bytes(data[: len(data) // 2])), TARGETS)
     with pytest.raises(ArtifactError, match="model.engine: sha256 mismatch"):
         load_runtime(path, RuntimeOptions(device="cuda"))
     data[len(data) // 2] ^= 0xFF
@@ -317,9 +420,22 @@ def test_parity_and_bench_take_engines_on_the_gpu_with_device_resident_timing(ti
     assert (spec.kind, spec.device, task) == ("tensorrt", "cuda", "text-classification")
     timing = make_runner(spec).timing
     assert (timing.timer, timing.includes_copies) == ("torch.cuda.Event.elapsed_time", False)
-    # parity runs an engine on its GPU or not at all: here, exit 2 with the reason
-    assert main(["parity", str(path), "--out", str(path.parent / "parity"), "--no-manifest"]) == 2
-    assert "needs an NVIDIA GPU with tensorrt-rtx" in capsys.readouterr().err
+    # parity runs an engine on its GPU or not at all: without one, or on a GPU it has no target for (an H200's
+    # sm90), exit 2 with the reason; on a GPU among its targets it is judged, and passes
+    gpu, cc = this_gpu()
+    out = path.parent / "parity"
+    rc = main(["parity", str(path), "--out", str(out), "--no-manifest"])
+    err = capsys.readouterr().err
+    if gpu is None:
+        assert rc == 2 and "needs an NVIDIA GPU with tensorrt-rtx" in err and "no CUDA GPU is visible here" in err, err
+        assert not (out / "parity.json").exists()
+    elif cc not in TARGETS:
+        assert rc == 2 and "engine built for sm89, sm86 with tensorrt-rtx" in err, err
+        assert f"this GPU ({gpu}) is {cc}" in err and not (out / "parity.json").exists(), err
+    else:
+        report = json.loads((out / "parity.json").read_text())
+        (target,) = report["targets"]
+        assert rc == 0 and report["passed"] is True and target["id"] == "text-classification-tensorrt-fp16", err
 
 
 # ---------------------------------------------------------------- on a GPU with TensorRT

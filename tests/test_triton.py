@@ -11,10 +11,8 @@ import pytest
 from runtimes.errors import ConfigError, ExportError
 from runtimes.heads import TASKS
 
-from conftest import skip_or_fail
 from tiny_tasks import CONTEXT, QUESTIONS, SENTENCES, same
 
-pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the dev extra)")
 
 TEXTS = {  # the ensemble's text inputs per task (the service's names) and the pipeline inputs they mean
     "text-classification": ({"text": SENTENCES[:3]}, SENTENCES[:3]),
@@ -43,10 +41,16 @@ def parse(path: Path):
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
+@pytest.mark.openvino
+@pytest.mark.tensorrt
 def test_native_repository_for_onnx_openvino_and_tensorrt_rtx_is_schema_valid(tiny_artifacts, tiny_openvino,
                                                                                 tmp_path):
-    pytest.importorskip("openvino")
-    pytest.importorskip("tensorrt_rtx")
+    import importlib.util
+
+    from conftest import skip_or_fail
+
+    if importlib.util.find_spec("tensorrt_rtx") is None:  # full TensorRT cannot build for sm89 without that GPU
+        skip_or_fail("tensorrt", "needs module 'tensorrt_rtx' (pip install '.[tensorrt-rtx]')")
     from exporters.tensorrt_export import TrtExportConfig, export_trt
 
     tc = "text-classification"
@@ -108,10 +112,8 @@ def test_bad_requests_for_a_repository_are_clear(tiny_artifacts, tmp_path):
 @pytest.fixture(scope="module")
 def triton(runtime_of, tmp_path_factory):
     """The --python-runtime repository of the scaled tiny models (every task), served by the bundled tritonserver."""
-    from benchmarks.triton_server import DEFAULT_VENV, tritonserver
+    from benchmarks.triton_server import tritonserver
 
-    if not (DEFAULT_VENV / "bin" / "python").is_file():
-        skip_or_fail("triton", "needs .venv-triton (make venv-triton)")
     paths = {task: runtime_of(task, "onnxruntime").artifact.path for task in TASKS}
     root = tmp_path_factory.mktemp("triton")
     export(list(paths.values()), root / "repo", names=tuple(TASKS), python_runtime=True, max_batch_size=8)
@@ -119,6 +121,8 @@ def triton(runtime_of, tmp_path_factory):
         yield {**server, "paths": paths}
 
 
+@pytest.mark.triton
+@pytest.mark.server
 def test_bundled_tritonserver_serves_raw_tensors_like_the_runtime(triton, runtime_of):
     import tritonclient.grpc as grpc
     import tritonclient.http as http
@@ -146,6 +150,8 @@ def test_bundled_tritonserver_serves_raw_tensors_like_the_runtime(triton, runtim
                 np.testing.assert_allclose(r.as_numpy(name), ref, atol=1e-6, err_msg=f"{task} {mod.__name__}")
 
 
+@pytest.mark.triton
+@pytest.mark.server
 @pytest.mark.parametrize("task", TASKS)
 def test_text_ensemble_answers_like_the_pipeline(triton, task):
     import tritonclient.http as http
@@ -170,6 +176,8 @@ def test_text_ensemble_answers_like_the_pipeline(triton, task):
     pipe.runtime.close()
 
 
+@pytest.mark.triton
+@pytest.mark.server
 def test_a_bad_text_request_is_an_error_and_the_server_stays_up(triton):
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException

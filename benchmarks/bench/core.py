@@ -19,7 +19,7 @@ from runtimes.errors import BackendUnavailable, ConfigError, DeployError, InputE
 from . import env as envmod
 from .config import BASELINES, DEFAULT_OPTIMUM_PYTHON, BenchConfig
 from .launchers import REPO, WorkerError, cold_start, open_handle
-from .report import BenchReport, Result, TargetInfo
+from .report import BenchReport, Result, TargetInfo, judged_speed_targets
 from .runners import TIMER, TargetSpec
 from .stats import PERCENTILE_METHOD, summarize
 from .workloads import MAX_POSITIONS, NUM_CHOICES, Workload, fixed
@@ -430,6 +430,7 @@ def run_bench(cfg: BenchConfig, progress=None, log=print) -> BenchReport:
               "launcher": cfg.launcher, "scenario_seconds": seconds}
     conf = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "artifacts" else v)
             for k, v in vars(cfg).items()}
-    return BenchReport(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), cfg.command, model, task,
-                       method, json.loads(json.dumps(conf, default=str)), environment, tuple(targets), tuple(results),
-                       read_accuracy(cfg.parity_report, [s for s in plan.specs if s.id in infos]), tuple(notes))
+    rep = BenchReport(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), cfg.command, model, task,
+                      method, json.loads(json.dumps(conf, default=str)), environment, tuple(targets), tuple(results),
+                      read_accuracy(cfg.parity_report, [s for s in plan.specs if s.id in infos]), tuple(notes))
+    return replace(rep, speed_targets=tuple(judged_speed_targets(rep.to_dict())))

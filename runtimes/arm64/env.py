@@ -14,8 +14,9 @@ ENV_VAR = "DISTILBERT_DEPLOY_ARM64_ENV"
 DEFAULT_ENV = Path(__file__).resolve().parents[2] / ".arm64-env"  # the Makefile's link into the build cache
 # neoverse-n1 (Graviton2, Ampere Altra: NEON + dot product, no SVE); QEMU's default 'max' is ~20x slower for fp32
 DEFAULT_QEMU_CPU = "neoverse-n1"
-HINT = ("make arm64-env (as root once: apt qemu-user-static binfmt-support debootstrap, then a Debian trixie arm64 "
-        "root filesystem with onnxruntime; or set DISTILBERT_DEPLOY_ARM64_ENV to one built elsewhere)")
+HINT = ("make arm64-env (no root needed: a Debian trixie arm64 root filesystem unpacked from its .debs, the aarch64 "
+        "onnxruntime wheel and qemu-aarch64-static, all in one directory; or set DISTILBERT_DEPLOY_ARM64_ENV to one "
+        "built elsewhere)")
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,23 @@ def locate() -> Arm64Env:
         raise BackendUnavailable(f"onnxruntime on {PLATFORM}", missing=["the emulated aarch64 environment"],
                                  hint=HINT, detail=f"looked for {facts_file} from {origin}")
     facts = json.loads(facts_file.read_text())
-    qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+    qemu = _qemu(path, facts)
     if qemu is None:
         raise BackendUnavailable(f"onnxruntime on {PLATFORM}", missing=["qemu-aarch64-static"], hint=HINT,
-                                 detail=f"the environment at {path} exists but QEMU user mode is not installed")
+                                 detail=f"the environment at {path} has no QEMU of its own (env.json 'qemu_bin') "
+                                        f"and none is on PATH")
     env = Arm64Env(path.resolve(), facts, qemu, os.environ.get("QEMU_CPU") or DEFAULT_QEMU_CPU)
     python = env.root / "usr/bin/python3"
     if not python.exists():
         raise BackendUnavailable(f"onnxruntime on {PLATFORM}", missing=[str(python)], hint=HINT,
                                  detail=f"the environment at {path} is incomplete")
     return env
+
+
+def _qemu(path: Path, facts: dict) -> str | None:
+    """The environment's own qemu-aarch64-static (env.json 'qemu_bin', relative to the environment: what recipes
+    from v2 on ship), else one on PATH (environments built by the v1 recipe, with qemu-user-static installed)."""
+    own = facts.get("qemu_bin")
+    if own and os.access(path / own, os.X_OK):
+        return str((path / own).resolve())
+    return shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")

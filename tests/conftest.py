@@ -119,12 +119,18 @@ PROBES = {
 
 
 @functools.lru_cache(maxsize=None)
+def lacks(kind: str) -> str | None:
+    """Why this machine lacks `kind` (None: it has it), once per session. A test that expects different behaviour
+    with and without a CPU feature branches on this: the hardware decides, whatever a forced probe says."""
+    return PROBES[kind]()
+
+
 def probe(kind: str) -> str | None:
-    """Why `kind` is missing here (None: present), once per session."""
+    """What a marker's gate sees: lacks(kind), or 'forced absent' for the kinds DISTILBERT_DEPLOY_TEST_ABSENT names."""
     forced = {x.strip() for x in os.environ.get(FORCE_ABSENT, "").split(",") if x.strip()}
     if kind in forced or "all" in forced:
         return f"{kind} forced absent ({FORCE_ABSENT}={os.environ[FORCE_ABSENT]})"
-    return PROBES[kind]()
+    return lacks(kind)
 
 
 def required_hw() -> set[str]:

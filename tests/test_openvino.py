@@ -9,7 +9,7 @@ from runtimes.base import RuntimeOptions
 from runtimes.errors import ArtifactError, ConfigError, QuantizationError
 from runtimes.heads import TASKS
 
-from conftest import int8_config, probe
+from conftest import int8_config, lacks
 from test_runtimes import feeds
 
 pytestmark = pytest.mark.openvino
@@ -123,7 +123,7 @@ def test_int8_avx512_bf16_target_runs_unquantized_ops_in_bf16(tiny_artifacts, tm
     m = quantize(QuantizeConfig(artifact=src, out=out, backend="openvino", method="int8", target="avx512-bf16",
                                 calibration_size=16))
     assert (m.precision, m.recipe["preset"], m.recipe["inference_precision_hint"]) == ("int8", "avx512-bf16", "bf16")
-    if probe("cpu_bf16"):  # a CPU without bf16 execution refuses it (never a silent f32 run)
+    if lacks("cpu_bf16"):  # a CPU without bf16 execution refuses it (never a silent f32 run)
         with pytest.raises(ArtifactMismatch, match="this CPU runs it as f32"):
             load(out)
         return
@@ -156,7 +156,7 @@ def test_precision_mismatch_is_an_error(tiny_openvino, tmp_path):
     path = tmp_path / "ir"
     shutil.copytree(tiny_openvino("text-classification", "fp32"), path)
     update_manifest(path, recipe={"inference_precision_hint": "f16"})
-    if probe("cpu_fp16"):
+    if lacks("cpu_fp16"):
         with pytest.raises(ArtifactMismatch, match="this CPU runs it as"):
             load(path)
     else:

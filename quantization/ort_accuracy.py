@@ -287,12 +287,17 @@ def control(parent, cfg, nodes: list[str], build: Callable[[list[str], Path], No
         shutil.rmtree(work, ignore_errors=True)
 
 
+def named_fp32(keep, model_path: Path, nodes: list[str]) -> tuple[str, ...]:
+    """cfg.keep_fp32, checked against the model's quantizable encoder nodes (ConfigError naming the unknown ones)."""
+    if keep and (unknown := [n for n in keep if n not in (have := quantizable(model_path, nodes))]):
+        raise ConfigError(f"--keep-fp32 names {unknown[:5]}, which are not quantizable encoder nodes of this model "
+                          f"(it has {len(have)}, e.g. {have[:3]}). Fix: copy the names from a manifest's "
+                          f"recipe.fp32_nodes (distilbert-deploy inspect --json)")
+    return tuple(keep)
+
+
 def _fixed(keep, nodes: list[str], build, out: Path, val: Validation, mask_id, bound: dict, record: dict) -> dict:
     """The named nodes fp32, the rest INT8, checked once against the bound: a recipe replayed without the search."""
-    if unknown := [n for n in keep if n not in nodes]:
-        raise ConfigError(f"--keep-fp32 names {unknown[:5]}, which are not quantizable encoder nodes of this model "
-                          f"(it has {len(nodes)}, e.g. {nodes[:3]}). Fix: copy the names from a manifest's "
-                          f"recipe.fp32_nodes (distilbert-deploy inspect --json)")
     build([n for n in nodes if n not in keep], out)
     with step(f"INT8 with {len(keep)} named encoder nodes kept fp32, on {val.n_rows} validation tweets"):
         m = evaluate(out, val, mask_id)

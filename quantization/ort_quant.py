@@ -196,11 +196,13 @@ def _private_copy(parent: Artifact, out: Path) -> Path:
 
 
 def _controlled(parent: Artifact, cfg: QuantizeConfig, out: Path, build_from, title: str) -> dict:
-    """Quantize every encoder node into `out`, then enforce cfg.max_accuracy_drop (quantization.ort_accuracy: may keep
-    sensitive encoder nodes fp32). build_from(private parent copy, nodes_to_quantize, path) writes one model."""
-    from .ort_accuracy import control
+    """Quantize every encoder node into `out` (static: the build that calibrates them all, which every later build
+    reuses), then enforce cfg.max_accuracy_drop (quantization.ort_accuracy: may keep sensitive encoder nodes fp32, or
+    the ones cfg.keep_fp32 names). build_from(private parent copy, nodes_to_quantize, path) writes one model."""
+    from .ort_accuracy import control, named_fp32
 
     nodes = encoder_nodes(parent.model_path)
+    named_fp32(cfg.keep_fp32, parent.model_path, nodes)  # a bad name fails here, before any work
     src = _private_copy(parent, out)
     try:
         build = functools.partial(build_from, src)

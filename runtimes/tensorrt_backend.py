@@ -36,13 +36,14 @@ def _close_open_runtimes() -> None:
         runtime.close()
 
 
-def rebuild_command(manifest) -> str:
-    r = manifest.recipe
+def rebuild_command(manifest, flavor: str | None = None) -> str:
+    """The make command that rebuilds this engine, with its own flavor or `flavor`."""
+    flavor = flavor or manifest.recipe.get("flavor")
     name = manifest.source.get("name") or "MODEL"
-    cmd = f"make export-trt MODEL={name} TASK={manifest.task} TRT_FLAVOR={r.get('flavor')}"
-    if r.get("flavor") == "tensorrt-rtx":
+    cmd = f"make export-trt MODEL={name} TASK={manifest.task} TRT_FLAVOR={flavor}"
+    if flavor == "tensorrt-rtx":
         cmd += " TRT_TARGETS=<this GPU, e.g. sm89>"
-    return f"`{cmd}` (on this machine{', with its GPU' if r.get('flavor') == 'tensorrt' else ''})"
+    return f"`{cmd}` (on this machine{', with its GPU' if flavor == 'tensorrt' else ''})"
 
 
 def _rebuild_for(manifest, cc: str | None) -> str:
@@ -52,9 +53,8 @@ def _rebuild_for(manifest, cc: str | None) -> str:
 
         rtx = Flavor("tensorrt-rtx").targets()
         if cc not in rtx:
-            name = manifest.source.get("name") or "MODEL"
             return (f"TensorRT-RTX has no {cc} target (it builds for {', '.join(rtx)}): build with full TensorRT on "
-                    f"this GPU, `make export-trt MODEL={name} TASK={manifest.task} TRT_FLAVOR=tensorrt`")
+                    f"this GPU, {rebuild_command(manifest, 'tensorrt')}")
     return f"rebuild for it with {rebuild_command(manifest)}"
 
 

@@ -300,3 +300,24 @@ def default_artifact(tmp_path_factory):
         return built[task]
 
     return get
+
+
+def require_rtx():
+    """Flavor('tensorrt-rtx'), or skip (fail under REQUIRE_HW=tensorrt): a test that builds engines for named targets
+    without their GPU needs TensorRT-RTX itself, not full TensorRT."""
+    from runtimes.tensorrt_flavor import Flavor, available
+
+    if not available("tensorrt-rtx"):
+        skip_or_fail("tensorrt", "needs module 'tensorrt_rtx' (make venv: pip install '.[tensorrt-rtx]')")
+    return Flavor("tensorrt-rtx")
+
+
+def see_gpu(monkeypatch, gpu: tuple[str, tuple[int, int]] | None) -> None:
+    """Make torch, the one probe runtimes.tensorrt_backend.host_facts reads, report this (name, (major, minor)) GPU
+    (None: no GPU) for the rest of the test, whatever this machine has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu is not None)
+    if gpu is not None:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu[0])
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: gpu[1])

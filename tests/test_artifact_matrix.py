@@ -35,12 +35,9 @@ def test_tiny_matrix_builds_judges_and_marks_non_applicable(tmp_path):
 
 @pytest.mark.tensorrt
 def test_tensorrt_cells_are_built_but_never_shown_as_pass_without_their_gpu(tmp_path):
-    import importlib.util
+    from conftest import require_rtx, see_gpu
 
-    from conftest import skip_or_fail
-
-    if importlib.util.find_spec("tensorrt_rtx") is None:  # the matrix builds RTX engines for named targets
-        skip_or_fail("tensorrt", "needs module 'tensorrt_rtx' (pip install '.[tensorrt-rtx]')")
+    require_rtx()  # the matrix builds RTX engines for named targets
     from runtimes.tensorrt_backend import host_facts
     from runtimes.tensorrt_flavor import RTX_DEFAULT_TARGETS
 
@@ -68,16 +65,6 @@ def test_tensorrt_cells_are_built_but_never_shown_as_pass_without_their_gpu(tmp_
         assert artifact_matrix.not_runnable_here(engine) is None
         see_gpu(mp, None)
         assert artifact_matrix.not_runnable_here(engine) == needs
-
-
-def see_gpu(monkeypatch, gpu):
-    """Make torch (what runtimes.tensorrt_backend.host_facts reads) report this (name, (major, minor)) GPU, or none."""
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu is not None)
-    if gpu is not None:
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu[0])
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: gpu[1])
 
 
 def test_failed_build_is_shown_with_its_error(tmp_path):

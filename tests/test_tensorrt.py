@@ -18,7 +18,7 @@ from runtimes.base import RuntimeOptions
 from runtimes.errors import ArtifactError, ArtifactMismatch, BackendUnavailable, ConfigError, ExportError, InputError
 from runtimes.heads import TASKS
 
-from conftest import skip_or_fail
+from conftest import require_rtx, see_gpu
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("sm89", "sm86")
@@ -38,17 +38,6 @@ def this_gpu() -> tuple[str | None, str | None]:
     return host.gpu, host.compute_capability
 
 
-def see_gpu(monkeypatch, gpu: tuple[str, tuple[int, int]] | None) -> None:
-    """Make torch, the one probe runtimes.tensorrt_backend.host_facts reads, report this GPU (None: no GPU) for the
-    rest of the test, whatever this machine has. Only the preflight runs on it: every case refuses before TensorRT."""
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu is not None)
-    if gpu is not None:
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu[0])
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: gpu[1])
-
-
 def header_check_as_this_machine_reads_it(validity, targets: tuple[str, ...]) -> None:
     """TensorRT's header check of a sound engine built for `targets`, on this machine: without a GPU it cannot be
     checked against a device and nothing is wrong with it (no diagnostics); on a GPU among the targets nothing is
@@ -65,11 +54,7 @@ def header_check_as_this_machine_reads_it(validity, targets: tuple[str, ...]) ->
 
 @pytest.fixture(scope="session")
 def rtx():
-    from runtimes.tensorrt_flavor import Flavor, available
-
-    if not available("tensorrt-rtx"):
-        skip_or_fail("tensorrt", "needs module 'tensorrt_rtx' (make venv: pip install '.[tensorrt-rtx]')")
-    return Flavor("tensorrt-rtx")
+    return require_rtx()
 
 
 def build(src, out, **kw):

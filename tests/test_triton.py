@@ -45,12 +45,9 @@ def parse(path: Path):
 @pytest.mark.tensorrt
 def test_native_repository_for_onnx_openvino_and_tensorrt_rtx_is_schema_valid(tiny_artifacts, tiny_openvino,
                                                                                 tmp_path):
-    import importlib.util
+    from conftest import require_rtx
 
-    from conftest import skip_or_fail
-
-    if importlib.util.find_spec("tensorrt_rtx") is None:  # full TensorRT cannot build for sm89 without that GPU
-        skip_or_fail("tensorrt", "needs module 'tensorrt_rtx' (pip install '.[tensorrt-rtx]')")
+    require_rtx()  # full TensorRT cannot build for sm89 without that GPU
     from exporters.tensorrt_export import TrtExportConfig, export_trt
 
     tc = "text-classification"

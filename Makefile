@@ -38,8 +38,9 @@ $(TF4_STAMP): $(TF4_CONSTRAINTS)
 	$(VENV_TF4)/bin/python -m pip install -q -c $(TF4_CONSTRAINTS) torch 'transformers==4.57.*' numpy
 	@touch $@
 
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/distilbert-deploy demo --model $(MODEL) --artifacts $(ARTIFACTS_DIR)
+	$(BIN)/distilbert-deploy demo --model $(MODEL) --artifacts $(ARTIFACTS_DIR) $(DEMO_ARGS)
 
 EXPORT_ARGS ?=
 export-onnx: $(STAMP)
@@ -83,6 +84,20 @@ QUANT_ARGS ?=
 quantize: $(STAMP)
 	@test -f $(QUANT_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(QUANT_SRC)
 	$(BIN)/distilbert-deploy quantize $(QUANT_SRC) --out $(QUANT_OUT) --backend $(BACKEND) --method $(METHOD) $(if $(TARGET),--target $(TARGET)) $(QUANT_ARGS)
+
+# The fastest verified artifact for this machine (benchmarks/optimize; docs/optimize/README.md): builds every recipe
+# that runs on this CPU (one subprocess each, cached), judges each with the parity suite, times the passing ones
+# side by side with the peers and PyTorch, writes the fastest to OPT_OUT with the selection in its manifest and the
+# report in reports/optimize/MODEL/TASK/. The fp32 source is exported first when missing. OPT_ARGS: --workload,
+# --rank, --budget-s S, --peer, --only (see `distilbert-deploy optimize -h`).
+OPT_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+OPT_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/optimized)
+OPT_ARGS ?=
+.PHONY: optimize
+optimize: $(STAMP)
+	@test -f $(OPT_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(OPT_SRC)
+	$(BIN)/distilbert-deploy optimize $(OPT_SRC) --out $(OPT_OUT) --optimum-python $(VENV_OPTIMUM)/bin/python \
+		--cmdline 'make optimize MODEL=$(MODEL) TASK=$(TASK)$(if $(OPT_ARGS), OPT_ARGS="$(OPT_ARGS)")' $(OPT_ARGS)
 
 # OpenVINO IR from the ONNX fp32 artifact (exported first when missing). PRECISION: fp32, bf16 or fp16,
 # the CPU inference precision hint (OpenVINO would pick bf16 itself on AVX512-BF16/AMX CPUs).
@@ -218,15 +233,15 @@ matrix: $(STAMP) $(INC_STAMP)
 	$(BIN)/python -m benchmarks.artifact_matrix --model $(MODEL) --artifacts $(ARTIFACTS_DIR) --out reports/matrix $(MATRIX_ARGS)
 
 # The production service (runtimes/serving; docs/serving.md). ARTIFACT: artifact dir(s) to serve (default: the
-# demo's text-classification artifact of MODEL, exported when missing). SERVE_ARGS: more flags, e.g. --port 8080
+# demo's winner, artifacts/MODEL/text-classification/optimized, built by `make demo` when missing). SERVE_ARGS: more flags, e.g. --port 8080
 # --max-batch-size 32 --instances 2 --api-key-env API_KEY (see `distilbert-deploy serve -h`). Binds 127.0.0.1:8000.
-SERVE_ARTIFACT := $(ARTIFACTS_DIR)/$(MODEL)/text-classification/onnxruntime-fp32
+SERVE_ARTIFACT := $(ARTIFACTS_DIR)/$(MODEL)/text-classification/optimized
 ARTIFACT ?= $(SERVE_ARTIFACT)
 SERVE_ARGS ?=
 .PHONY: serve
 serve: $(STAMP)
 	@test "$(ARTIFACT)" != "$(SERVE_ARTIFACT)" || test -f $(SERVE_ARTIFACT)/manifest.json || \
-		$(BIN)/distilbert-deploy export --model $(MODEL) --task text-classification --out $(SERVE_ARTIFACT)
+		$(BIN)/distilbert-deploy demo --model $(MODEL) --artifacts $(ARTIFACTS_DIR)
 	exec $(BIN)/distilbert-deploy serve $(ARTIFACT) $(SERVE_ARGS)
 
 # Service load benchmark (benchmarks/serve_bench; docs/serve-bench/README.md): headless locust on 127.0.0.1 drives

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NODE,...", help="onnxruntime dynamic/static: keep these encoder nodes fp32 and skip the "
                                             "accuracy search (names from a manifest's recipe.fp32_nodes); the bound "
                                             "is still checked")
+    z.add_argument("--nncf-scheme", default="transformer", choices=["transformer", "defaults"],
+                   help="openvino: NNCF's model_type TRANSFORMER (default) or nncf.quantize's own defaults (the task "
+                        "head stays fp32 in both)")
     z.set_defaults(run=cmd_quantize)
 
     v = sub.add_parser("env", help="what this machine can build and run: libraries, providers, devices, GPU, CPU "
@@ -114,11 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="the record as JSON")
     v.set_defaults(run=cmd_env)
 
-    d = sub.add_parser("demo", help="export the default model, predict real text with both runtimes, then build, judge "
-                                     "and time the fastest CPU artifact for this machine (OpenVINO INT8, --target auto)")
+    d = sub.add_parser("demo", help="export the default model, predict real tweets with both runtimes, then `optimize` "
+                                     "it: the fastest artifact that passes parity on this machine, by measurement")
     d.add_argument("--model", default="default")
     d.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    d.add_argument("--reports", type=Path, default=Path("reports/demo"), help="writes parity.* and bench.* here")
+    d.add_argument("--reports", type=Path, default=Path("reports/demo"), help="writes selection.* and bench.* here")
+    d.add_argument("--budget-s", type=float, help="optimize's time budget (default: demo_optimize.BUDGET_S)")
     d.set_defaults(run=cmd_demo)
 
     o = sub.add_parser("export-openvino", help="ONNX fp32 artifact -> OpenVINO IR artifact (CPU)")
@@ -209,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     from benchmarks.serve_bench.cli import add_parsers as add_serve_bench_parsers
 
     add_serve_bench_parsers(sub)
+    from benchmarks.optimize.cli import add_parser as add_optimize_parser
+
+    add_optimize_parser(sub)
     return p
 
 
@@ -342,7 +349,8 @@ def cmd_quantize(args) -> None:
     cfg = QuantizeConfig(artifact=args.artifact, out=args.out, backend=args.backend, method=args.method,
                          target=args.target, calibration_size=args.calibration_size,
                          calibrate_method=args.calibrate_method, per_channel=args.per_channel,
-                         max_accuracy_drop=args.max_accuracy_drop, keep_fp32=args.keep_fp32)
+                         max_accuracy_drop=args.max_accuracy_drop, keep_fp32=args.keep_fp32,
+                         nncf_scheme=args.nncf_scheme)
     m = quantize(cfg)
     sizes, choice = m.recipe.get("size_bytes", {}), cfg.target_choice
     print(f"wrote {m.backend} {m.precision} artifact ({m.recipe.get('method')}, target {choice['picked'] or 'none'}) "
@@ -369,7 +377,7 @@ def cmd_env(args) -> None:
 def cmd_demo(args) -> None:
     from .demo import run
 
-    run(args.model, args.artifacts, args.reports)
+    run(args.model, args.artifacts, args.reports, args.budget_s)
 
 
 def cmd_serve(args) -> int:

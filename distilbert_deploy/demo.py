@@ -1,24 +1,19 @@
-"""`make demo`: export the default model's heads for both runtimes, answer real text with each, show what was
-built, then the fastest CPU artifact for this machine: its accuracy, speed-up and size (demo_int8)."""
+"""`make demo`: export the default text-classifier for both runtimes, answer real tweets with each, show what was
+built, then `optimize` it: the fastest verified artifact for this machine, its accuracy, speed-ups and size
+(demo_optimize)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-TASKS = ("text-classification", "feature-extraction")
+TASKS = ("text-classification",)
 BACKENDS = ("torch", "onnxruntime")
 OWN_SENTENCES = ("What a fantastic day, I love this new phone!", "This update is terrible and keeps crashing.")
-SIMILARITY_PAIRS = (
-    ("A man is eating food.", "A man is eating a piece of bread."),
-    ("A man is eating food.", "The girl is carrying a baby."),
-    ("Self-driving cars are the future.", "Autonomous vehicles will soon be everywhere."),
-)
 
 
-def run(model: str, artifacts: Path, reports: Path = Path("reports/demo")) -> None:
+def run(model: str, artifacts: Path, reports: Path = Path("reports/demo"), budget_s: float | None = None) -> None:
     from exporters.onnx_export import ExportConfig, export
     from runtimes.pipeline import load_pipeline
 
@@ -34,14 +29,13 @@ def run(model: str, artifacts: Path, reports: Path = Path("reports/demo")) -> No
     pipes = {key: load_pipeline(path) for key, path in paths.items()}
     try:
         classify(out, {b: pipes["text-classification", b] for b in BACKENDS})
-        similarity(out, {b: pipes["feature-extraction", b] for b in BACKENDS})
     finally:
         for p in pipes.values():
             p.runtime.close()
     built(out, paths)
-    from .demo_int8 import run as fastest_cpu
+    from .demo_optimize import BUDGET_S, run as fastest
 
-    fastest_cpu(out, paths["text-classification", "onnxruntime"], reports)
+    fastest(out, paths["text-classification", "onnxruntime"], reports, budget_s or BUDGET_S)
 
 
 def real_tweets(per_label: int = 2):
@@ -66,18 +60,6 @@ def classify(out: Console, pipes: dict) -> None:
     if "heldout_accuracy" in m.source:
         out.print(f"head trained on tweets: held-out accuracy {m.source['heldout_accuracy']:.3f} on "
                   f"{m.source.get('heldout_size')} tweets (majority baseline {m.source.get('majority_baseline', 0):.3f})")
-
-
-def similarity(out: Console, pipes: dict) -> None:
-    table = Table("sentence A", "sentence B", *(f"cosine ({b})" for b in pipes),
-                  title="feature-extraction: mean-pooled embeddings", title_justify="left")
-    for a, b in SIMILARITY_PAIRS:
-        cos = []
-        for p in pipes.values():
-            va, vb = (np.asarray(x[0]).mean(axis=0) for x in p([a, b]))
-            cos.append(f"{va @ vb / np.linalg.norm(va) / np.linalg.norm(vb):.4f}")
-        table.add_row(a, b, *cos)
-    out.print(table)
 
 
 def built(out: Console, paths: dict) -> None:

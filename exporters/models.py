@@ -28,7 +28,7 @@ SENTIMENT_LABELS: tuple[str, ...] = tweets.LABELS
 NER_LABELS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 LABELED_TASKS = {"text-classification": SENTIMENT_LABELS, "token-classification": NER_LABELS}
 SEED = 0  # every random weight (encoders of tiny/base-random, untrained heads) starts from it
-BUILD_VERSION = 1  # bump to invalidate cached built-ins when a builder changes
+BUILD_VERSION = 2  # bump to invalidate cached built-ins when a builder changes
 META_FILE = "model_source.json"
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
 _SIZES = {  # DistilBertConfig shapes of the random built-ins
@@ -186,27 +186,13 @@ def _read_meta(folder: Path) -> dict | None:
 
 def _build(name: str, spec: HeadSpec, folder: Path, root: Path) -> None:
     """Build one built-in (name, task) into a temp folder next to `folder`, then rename it into place."""
-    import torch
-    import transformers
-
     tokenizer = minilm.build_tokenizer()
     if spec.task == "feature-extraction":
         model, source = _build_encoder(name, tokenizer)
     else:  # every head starts from the cached encoder
-        enc = load_model(name, "feature-extraction", cache_dir=root)
-        cfg = enc.model.config.__class__.from_dict(enc.model.config.to_dict())
-        labels = LABELED_TASKS.get(spec.task)
-        if labels:
-            cfg.id2label = dict(enumerate(labels))
-            cfg.label2id = {lab: i for i, lab in enumerate(labels)}
-        cfg._attn_implementation = "eager"
-        torch.manual_seed(SEED)
-        model = getattr(transformers, spec.model_class)(cfg).eval()
-        model.distilbert.load_state_dict(enc.model.state_dict())
-        source = {k: v for k, v in enc.source.items() if k != "sha256"}
-        source["head"] = f"random (seed {SEED})"
+        model, source = _head_model(name, spec, root)
         if name == "default" and spec.task == "text-classification":
-            source.update(_train_sentiment_head(model, tokenizer))
+            source.update(_sentiment_head(model, tokenizer))
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -226,6 +212,41 @@ def _build(name: str, spec: HeadSpec, folder: Path, root: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _head_model(name: str, spec: HeadSpec, root: Path):
+    """(head model on the cached encoder of `name`, its source notes); the head is random (seed SEED)."""
+    import torch
+    import transformers
+
+    enc = load_model(name, "feature-extraction", cache_dir=root)
+    cfg = enc.model.config.__class__.from_dict(enc.model.config.to_dict())
+    labels = LABELED_TASKS.get(spec.task)
+    if labels:
+        cfg.id2label = dict(enumerate(labels))
+        cfg.label2id = {lab: i for i, lab in enumerate(labels)}
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(SEED)
+    model = getattr(transformers, spec.model_class)(cfg).eval()
+    model.distilbert.load_state_dict(enc.model.state_dict())
+    source = {k: v for k, v in enc.source.items() if k != "sha256"}
+    source["head"] = f"random (seed {SEED})"
+    return model, source
+
+
+def _sentiment_head(model, tokenizer, *, train: bool = False) -> dict:
+    """The shipped trained head (exporters/default_head.safetensors) when present, else trained here."""
+    from . import default_head
+
+    if not train and default_head.available():
+        return default_head.load_into(model)
+    return _train_sentiment_head(model, tokenizer)
+
+
+def build_default_classifier(*, train: bool = False, root: Path | None = None):
+    """(the `default` text-classifier, its head notes), the head trained now (train=True) or shipped."""
+    model, _ = _head_model("default", get_head("text-classification"), Path(root) if root else cache_root())
+    return model, _sentiment_head(model, minilm.build_tokenizer(), train=train)
 
 
 def _build_encoder(name: str, tokenizer):

@@ -16,6 +16,7 @@ METHODS: dict[str, tuple[str, ...]] = {
 DEFAULT_METHOD = {"onnxruntime": "dynamic", "openvino": "int8", "inc": "int8"}
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIBRATION = 8
+NNCF_SCHEMES = ("transformer", "defaults")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class QuantizeConfig:
     # ORT dynamic/static: these encoder nodes stay fp32 and no search runs (a recipe a search found before, as the
     # manifest's fp32_nodes list it); the bound is still checked once
     keep_fp32: tuple[str, ...] = ()
+    # openvino: "transformer" (model_type TRANSFORMER: SmoothQuant, attention MatMuls kept f32) or "defaults"
+    # (nncf.quantize's own scheme); the task head stays fp32 in both
+    nncf_scheme: str = "transformer"
 
     def __post_init__(self):
         if self.backend not in METHODS:
@@ -48,6 +52,11 @@ class QuantizeConfig:
             raise ConfigError(f"calibration_size must be an integer >= 0, got {self.calibration_size!r}")
         if not 0 <= self.max_accuracy_drop <= 1:
             raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}")
+        if self.nncf_scheme not in NNCF_SCHEMES:
+            raise ConfigError(f"unknown --nncf-scheme '{self.nncf_scheme}'. Expected one of: {', '.join(NNCF_SCHEMES)}")
+        if self.nncf_scheme != "transformer" and self.backend != "openvino":
+            raise ConfigError(f"--nncf-scheme is an OpenVINO (NNCF) option, not one of {self.backend}. Fix: drop it, "
+                              f"or use --backend openvino")
         object.__setattr__(self, "keep_fp32", tuple(self.keep_fp32))
         if self.keep_fp32 and (self.backend, self.method) not in (("onnxruntime", "dynamic"), ("onnxruntime", "static")):
             raise ConfigError(f"--keep-fp32 names encoder nodes for the onnxruntime dynamic and static recipes, not "

@@ -89,9 +89,12 @@ def quantize(cfg) -> Manifest:
 
     calibration = nncf.Dataset([feed(t) for t in texts])
     fp32_outliers = OUTLIER_PATTERNS if m.task != "text-classification" else ()
-    common = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts),
+    common = dict(subset_size=len(texts),
                   ignored_scope=nncf.IgnoredScope(patterns=list(HEAD_PATTERNS + fp32_outliers), validate=False))
-    recipe = {"format": "openvino-ir", "quantizer": "nncf", "method": cfg.method, "model_type": "TRANSFORMER",
+    if cfg.nncf_scheme == "transformer":  # "defaults": NNCF's own scheme (every MatMul, no SmoothQuant)
+        common["model_type"] = nncf.ModelType.TRANSFORMER
+    recipe = {"format": "openvino-ir", "quantizer": "nncf", "method": cfg.method,
+              "model_type": "TRANSFORMER" if cfg.nncf_scheme == "transformer" else None, "nncf_scheme": cfg.nncf_scheme,
               "fp32_head": list(HEAD_PATTERNS), "fp32_outlier_layers": list(fp32_outliers),
               "compress_to_fp16": False, "device": "CPU", "attention": attention,
               "preset": target, "target": cfg.target_choice, "inference_precision_hint": TARGETS[target],

@@ -23,7 +23,9 @@ class RuntimeOptions:
     providers: tuple[str, ...] = ()  # onnxruntime execution providers; () = derived from device
     threads: int | None = None  # intra-op threads; None = backend default
     hint: str | None = None  # openvino: "latency" (one request) or "throughput" (rows in parallel); None = latency
-    static_shapes: bool = False  # openvino: compile one shape-specialized model per input shape seen (LRU)
+    # openvino: compile one shape-specialized model per input shape seen (LRU); None: what the artifact's
+    # recipe.runtime_defaults says (an optimize winner may pad to sequence buckets and compile one model each)
+    static_shapes: bool | None = None
     spin: bool | None = None  # onnxruntime: intra-op threads spin-wait between operators; None = ORT's default (on)
     cuda_graphs: bool = False  # tensorrt: capture one CUDA graph per (profile, shape) and replay it
 

@@ -89,3 +89,26 @@ def gpu_info() -> dict | None:
     gpus = [dict(zip(("name", "driver", "memory", "compute_capability"), (x.strip() for x in line.split(","))))
             for line in out.strip().splitlines() if line.strip()]
     return {"gpus": gpus} if gpus else None
+
+
+CPU_CLASSES = ("amx", "avx512", "avx2", "arm64", "x86")
+
+
+def cpu_class(cpu: dict) -> str:
+    """The CPU class every speed figure names: amx (AMX-INT8/BF16), avx512 (AVX-512, with or without VNNI/BF16),
+    avx2 (AVX2 and FMA, no AVX-512: e.g. AMD Zen 3), arm64, or x86 (older)."""
+    flags = cpu.get("flags", {})
+    if cpu.get("machine", "").lower() in ("aarch64", "arm64"):
+        return "arm64"
+    if flags.get("amx_int8") or flags.get("amx_tile"):
+        return "amx"
+    if flags.get("avx512f"):
+        return "avx512"
+    if flags.get("avx2"):
+        return "avx2"
+    return "x86"
+
+
+CPU_CLASS_NAMES = {"amx": "AMX (Intel Xeon: AMX-INT8/BF16, AVX-512 VNNI/BF16)",
+                   "avx512": "AVX-512 (VNNI/BF16 where present)", "avx2": "AVX2-only (no AVX-512, no VNNI)",
+                   "arm64": "ARM64", "x86": "x86 without AVX2"}

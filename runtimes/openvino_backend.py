@@ -5,7 +5,11 @@ request; "throughput" compiles with several streams and runs row chunks of a bat
 infer request per stream (start_async/wait), then stacks them (same answers, more cores busy). An
 AsyncInferQueue with a Python callback was tried first and aborted the process once under load.
 RuntimeOptions.static_shapes compiles one shape-specialized model per input shape (e.g. a service's length
-buckets): ~15-20% faster at bs1x128 than the dynamic-shape model, one compile per new shape."""
+buckets): ~15-20% faster at bs1x128 than the dynamic-shape model, one compile per new shape. An artifact whose
+recipe.runtime_defaults names sequence_buckets (what `optimize` writes when that wins) has every feed padded up to
+the next bucket (pad id 0, attention mask 0) and its sequence-axis outputs cut back: a few static models instead
+of a new shape per text length, which costs the dynamic model several times a call's time on a 2-core AMX Xeon
+(docs/optimize/README.md)."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -23,7 +27,22 @@ def precision_hint(manifest) -> str:
     return manifest.recipe.get("inference_precision_hint") or HINTS[manifest.precision]
 
 
-MAX_STATIC_SHAPES = 8  # static_shapes: compiled models kept (least recently used dropped first)
+MAX_STATIC_SHAPES = 16  # static_shapes: compiled models kept (least recently used dropped first)
+
+
+def pad_to_bucket(feed: dict[str, np.ndarray], seq_axis: dict[str, int], buckets) -> tuple[dict, int]:
+    """(feed padded with zeros on each input's sequence axis up to the next bucket, the original length)."""
+    name = next(iter(seq_axis))
+    length = feed[name].shape[seq_axis[name]]
+    target = next((b for b in buckets if b >= length), length)
+    if target == length:
+        return feed, length
+    out = {}
+    for k, v in feed.items():
+        widths = [(0, 0)] * v.ndim
+        widths[seq_axis[k]] = (0, target - length)
+        out[k] = np.pad(v, widths)
+    return out, length
 
 
 class OpenVinoRuntime(Runtime):
@@ -46,11 +65,21 @@ class OpenVinoRuntime(Runtime):
         self.config = {hints.performance_mode: mode, hints.inference_precision: getattr(ov.Type, self.wanted)}
         if self.options.threads:
             self.config["INFERENCE_NUM_THREADS"] = self.options.threads
+        defaults = m.recipe.get("runtime_defaults", {})
+        self.static = defaults.get("static_shapes", False) if self.options.static_shapes is None else self.options.static_shapes
+        self.buckets = tuple(defaults.get("sequence_buckets") or ()) if self.static else ()
+        self.seq_axis = {t.name: list(t.dims).index("sequence") for t in m.inputs}
+        self.out_seq_axis = {t.name: list(t.dims).index("sequence") for t in m.outputs if "sequence" in t.dims}
         self.core = ov.Core()
         self.model = self.core.read_model(str(self.artifact.model_path))
         self.compiled_by_shape: OrderedDict[tuple, tuple] = OrderedDict()
-        # static_shapes: the first compile (and its precision check) happens here, at a small shape
-        probe = tuple((1, 2, 8) if len(t.dims) == 3 else (1, 8) for t in m.inputs) if self.options.static_shapes else None
+        # static_shapes: the first compile (and its precision check) happens here, at a small shape; with buckets,
+        # one model per bucket at batch 1 (a service's first requests do not pay the compiles)
+        probe = tuple((1, 2, 8) if len(t.dims) == 3 else (1, 8) for t in m.inputs) if self.static else None
+        max_seq = m.shape_profile.get("max", {}).get("sequence", 512)
+        for b in [b for b in self.buckets if b <= max_seq][:MAX_STATIC_SHAPES // 2]:
+            probe = tuple((1, 2, b) if len(t.dims) == 3 else (1, b) for t in m.inputs)
+            self._compiled_for(probe)
         self.compiled, self.requests = self._compiled_for(probe)
         self.outputs = [(o.get_any_name(), o) for o in self.compiled.outputs]
 
@@ -80,7 +109,7 @@ class OpenVinoRuntime(Runtime):
         return entry
 
     def _requests(self, feed: dict[str, np.ndarray]) -> list:
-        if not self.options.static_shapes:
+        if not self.static:
             return self.requests
         return self._compiled_for(tuple(feed[t.name].shape for t in self.manifest.inputs))[1]
 
@@ -88,6 +117,15 @@ class OpenVinoRuntime(Runtime):
         return {name: np.asarray(request.get_tensor(name).data, dtype=np.float32).copy() for name, _ in self.outputs}
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.buckets:
+            return self._infer_shape(feed)
+        padded, length = pad_to_bucket(feed, self.seq_axis, self.buckets)
+        out = self._infer_shape(padded)
+        for name, axis in self.out_seq_axis.items():
+            out[name] = np.ascontiguousarray(np.take(out[name], np.arange(length), axis=axis))
+        return out
+
+    def _infer_shape(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(feed.values())))
         if self.options.hint != "throughput" or n == 1:
             request = self._requests(feed)[0]
@@ -110,7 +148,10 @@ class OpenVinoRuntime(Runtime):
         import openvino as ov
 
         out = {"openvino": ov.get_version(), "hint": self.options.hint or "latency", "threads": self.options.threads,
-               "inference_precision": precision_hint(self.manifest), "static_shapes": self.options.static_shapes}
+               "inference_precision": precision_hint(self.manifest),
+               "static_shapes": self.static if self.loaded else self.options.static_shapes}
+        if self.loaded and self.buckets:
+            out["sequence_buckets"] = list(self.buckets)
         if self.loaded:
             out["inference_precision"] = self.ran_precision
             out["optimal_requests"] = self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")

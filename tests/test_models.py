@@ -348,3 +348,28 @@ def test_default_sentiment_head_beats_majority(default_cache):
             pred = m.model(**enc).logits.argmax(-1).tolist()
             correct += sum(p == t.label_id for p, t in zip(pred, batch))
     assert abs(correct / len(held) - s["heldout_accuracy"]) < 0.005
+
+
+@pytest.mark.slow
+def test_retraining_reproduces_the_shipped_head(tmp_path):
+    """exporters/default_head.safetensors is what training produces: retrained here (8,000 tweets encoded, 10
+    epochs; minutes), the weights agree within 2% relative (Frobenius) and held-out accuracy within 1 point. Float
+    sums differ between CPUs (AVX2 vs AVX-512 vs AMX kernels), so equality is not expected off the machine that
+    trained it (there it was bit-exact: the model's sha256 was unchanged)."""
+    import json
+
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    from exporters import default_head
+    from exporters.models import build_default_classifier
+
+    shipped = load_file(str(default_head.WEIGHTS))
+    notes = json.loads(default_head.NOTES.read_text())
+    model, fresh = build_default_classifier(train=True, root=tmp_path)
+    state = model.state_dict()
+    for k in default_head.KEYS:
+        rel = float(torch.linalg.norm(state[k] - shipped[k]) / torch.linalg.norm(shipped[k]))
+        assert rel < 0.02, (k, rel)
+    assert abs(fresh["heldout_accuracy"] - notes["heldout_accuracy"]) <= 0.01
+    assert fresh["train_size"] == notes["train_size"] and fresh["epochs"] == notes["epochs"]

@@ -63,6 +63,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="form requests in corpus order (default: tweets sorted by length, as the task layer does)")
     p.add_argument("--realtext-split", choices=["heldout", "train"])
     p.add_argument("--coldstart-runs", type=int)
+    p.add_argument("--workload", action="append", default=[],
+                   help="select scenario: tweets-bsN, BxS or file:PATH[@N] (repeatable or comma-separated)")
     p.add_argument("--optimum-python", type=Path, help="interpreter of the optimum venv (default .venv-optimum)")
     p.add_argument("--parity", default="reports/parity.json", help="parity report for accuracy, or none")
     p.add_argument("--out", type=Path, default=Path("reports"))
@@ -80,7 +82,7 @@ def _command() -> str:
 def config_from_args(a) -> BenchConfig:
     arts = tuple(a.artifact) or (Path("artifacts") / a.model / a.task / "onnxruntime-fp32",)
     scen = _list(a.scenario) or ["all"]
-    scen = list(SCENARIOS) if "all" in scen else scen
+    scen = list(SCENARIOS[:-1]) if "all" in scen else scen  # all: but select
     base, peers = _list(a.baseline), _list(a.peer)
     explicit = tuple(x for x in base if x != "none") + tuple(x for x in peers if x != "none")
     kw = dict(artifacts=arts, scenarios=tuple(scen), explicit=explicit, launcher=a.launcher, device=a.device,
@@ -91,6 +93,8 @@ def config_from_args(a) -> BenchConfig:
         kw["baselines"] = tuple(x for x in base if x != "none")
     if peers:
         kw["peers"] = tuple(x for x in peers if x != "none")
+    if a.workload:
+        kw["select_workloads"] = tuple(_list(a.workload))
     if a.realtext_unsorted:
         kw["realtext_sort"] = False
     if a.optimum_python:

@@ -8,16 +8,16 @@ from runtimes.errors import ConfigError
 
 from .launchers import LAUNCHERS
 from .runners import TIMINGS
-from .workloads import MAX_POSITIONS
+from .workloads import MAX_POSITIONS, SELECT_WORKLOADS, parse_select
 
-SCENARIOS = ("latency", "sweep", "realtext", "throughput", "coldstart")
+SCENARIOS = ("latency", "sweep", "realtext", "throughput", "coldstart", "select")
 BASELINES = {  # id -> (precision, compile)
     "torch-eager-fp32": ("fp32", False), "torch-eager-bf16": ("bf16", False),
     "torch-compile-fp32": ("fp32", True), "torch-compile-bf16": ("bf16", True),
     "torch-eager-fp16": ("fp16", False),  # CUDA only
     "torch-cudagraphs-fp16": ("fp16", "reduce-overhead"),  # CUDA only: torch.compile with CUDA graphs
 }
-PEERS = ("ort-default", "ov-nncf", "optimum-ort", "optimum-ov")
+PEERS = ("ort-default", "ort-qdynamic", "ov-nncf", "optimum-ort", "optimum-ov", "optimum-ortq")
 SPLITS = ("heldout", "train")
 DEFAULT_OPTIMUM_PYTHON = ".venv-optimum/bin/python"
 
@@ -27,7 +27,7 @@ class BenchConfig:
     artifacts: tuple[Path, ...]
     baselines: tuple[str, ...] = ("torch-eager-fp32", "torch-eager-bf16", "torch-compile-fp32")
     peers: tuple[str, ...] = PEERS
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = SCENARIOS[:-1]  # all but select (optimize runs it)
     explicit: tuple[str, ...] = ()  # target ids the user named: missing -> error, not skip
     quick: bool = False
     launcher: str = "inprocess"
@@ -51,6 +51,9 @@ class BenchConfig:
     realtext_split: str = "heldout"
     realtext_fixed: int = 128  # the length everything is padded to, against dynamic / bucket padding
     coldstart_runs: int = 3
+    # select (what `distilbert-deploy optimize` ranks by): tweets-bsN (held-out tweets, N a request, dynamic
+    # padding), BxS (a fixed shape), file:PATH[@N] (a text file's lines, N a request)
+    select_workloads: tuple[str, ...] = SELECT_WORKLOADS
     calibration_size: int = 300  # ov-nncf peer
     optimum_python: Path = Path(DEFAULT_OPTIMUM_PYTHON)
     parity_report: Path | None = Path("reports/parity.json")
@@ -83,6 +86,8 @@ class BenchConfig:
                 raise ConfigError(f"{what} is too small ({v}); expected a positive count")
         if self.min_time_s < 0:
             raise ConfigError(f"min_time_s must be >= 0, got {self.min_time_s}")
+        for spec in self.select_workloads:
+            parse_select(spec)  # ConfigError on an unknown workload
         shapes = [("latency", self.latency_shape), ("throughput", self.throughput_shape),
                   *(("sweep", (b, s)) for b in self.sweep_batches for s in self.sweep_sequences),
                   ("realtext fixed padding", (self.realtext_batch, self.realtext_fixed))]

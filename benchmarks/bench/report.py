@@ -179,7 +179,8 @@ def ratios(d: dict) -> dict[tuple[str, str, str], float | None]:
 
 SCENARIO_TITLES = {"latency": "Latency at a fixed shape", "sweep": "Sweep over batch size and sequence length",
                    "realtext": "Real text (tweets)", "throughput": "Throughput at a batch size",
-                   "coldstart": "Cold start (new process: start, imports, load, first inference)"}
+                   "coldstart": "Cold start (new process: start, imports, load, first inference)",
+                   "select": "Selection workloads (distilbert-deploy optimize)"}
 
 
 def to_markdown(d: dict) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 TIMER = "time.perf_counter_ns"
-KINDS = ("artifact", "tensorrt", "torch", "ort-default", "ov-nncf", "optimum-ort", "optimum-ov")
+KINDS = ("artifact", "tensorrt", "torch", "ort-default", "ort-qdynamic", "ov-nncf", "optimum-ort", "optimum-ov",
+         "optimum-ortq")
 TIMINGS = ("auto", "end-to-end", "device")
 MODEL_SUFFIXES = (".onnx", ".onnx.data", ".ort", ".xml", ".bin", ".safetensors", ".engine", ".plan")
 
@@ -285,6 +286,38 @@ class OrtDefaultRunner(Runner):
         del self.session
 
 
+def peer_cache(kind: str, src: Path, *extra) -> Path:
+    """Where a peer keeps the model it derives from `src` (DISTILBERT_DEPLOY_CACHE/bench), keyed by the source hash."""
+    from runtimes.artifact import sha256_file
+
+    root = Path(os.environ.get("DISTILBERT_DEPLOY_CACHE") or Path.home() / ".cache" / "distilbert-deploy")
+    return root / "bench" / "-".join([kind, sha256_file(src)[:16], *map(str, extra)])
+
+
+class OrtQDynamicRunner(OrtDefaultRunner):
+    """Peer: the one-line INT8 recipe, onnxruntime.quantization.quantize_dynamic(model.onnx, out,
+    weight_type=QInt8) with no other option, in a default-options session. Cached per source model."""
+
+    def load(self):
+        import onnxruntime as ort
+
+        src = Path(self.spec.artifact) / "model.onnx"
+        path = peer_cache("ort-qdynamic", src) / "model.onnx"
+        if not path.is_file():
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{os.getpid()}.onnx")
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+            os.replace(tmp, path)
+        self.ort, self.path = ort, path
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.names = [o.name for o in self.session.get_outputs()]
+
+    def describe(self):
+        return {**super().describe(), "backend": "onnxruntime quantize_dynamic(weight_type=QInt8), defaults"}
+
+
 def calibration_feeds(artifact: Path, size: int) -> list[dict[str, np.ndarray]]:
     """The first `size` train tweets (never held-out ones), one per feed, each padded to its own length."""
     from exporters.tweets import split
@@ -308,11 +341,8 @@ class OvNncfRunner(Runner):
     def load(self):
         import openvino as ov
 
-        from runtimes.artifact import sha256_file
-
         src = Path(self.spec.artifact) / "model.onnx"
-        root = Path(os.environ.get("DISTILBERT_DEPLOY_CACHE") or Path.home() / ".cache" / "distilbert-deploy")
-        cache = root / "bench" / f"ov-nncf-{sha256_file(src)[:16]}-{self.spec.calibration_size}" / "model.xml"
+        cache = peer_cache("ov-nncf", src, self.spec.calibration_size) / "model.xml"
         if not cache.is_file():
             import nncf
 
@@ -370,6 +400,13 @@ class OptimumRunner(Runner):
 
             cls = getattr(mod, f"ORTModelFor{suffix}")
             self.model = cls.from_pretrained(path, file_name="model.onnx", provider="CPUExecutionProvider")
+        elif self.spec.kind == "optimum-ortq":
+            import optimum.onnxruntime as mod
+
+            qdir, self.preset = self._quantized(path, mod)
+            self.qdir = qdir
+            cls = getattr(mod, f"ORTModelFor{suffix}")
+            self.model = cls.from_pretrained(qdir, file_name="model_quantized.onnx", provider="CPUExecutionProvider")
         else:
             import optimum.intel as mod
 
@@ -378,6 +415,34 @@ class OptimumRunner(Runner):
         import torch
 
         self.torch = torch
+
+    @staticmethod
+    def _quantized(path: Path, mod) -> tuple[Path, str]:
+        """optimum's ORTQuantizer with the AutoQuantizationConfig preset for this CPU (dynamic: no calibration),
+        cached per source model: arm64 on aarch64, avx512_vnni where the CPU has VNNI, else avx2."""
+        import shutil
+
+        from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+        from runtimes.hardware import cpu_info
+
+        cpu = cpu_info()
+        flags = cpu["flags"]
+        preset = ("arm64" if cpu["machine"] in ("aarch64", "arm64") else
+                  "avx512_vnni" if flags.get("avx512_vnni") or flags.get("avx_vnni") else "avx2")
+        qdir = peer_cache("optimum-ortq", path / "model.onnx", preset)
+        if not (qdir / "model_quantized.onnx").is_file():
+            tmp = qdir.with_name(f".tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            quantizer = mod.ORTQuantizer.from_pretrained(path, file_name="model.onnx")
+            quantizer.quantize(save_dir=tmp, quantization_config=getattr(AutoQuantizationConfig, preset)(
+                is_static=False, per_channel=False))
+            for f in path.iterdir():  # config and tokenizer files beside the quantized model
+                if f.suffix in (".json", ".txt") and f.name != "manifest.json" and not (tmp / f.name).exists():
+                    shutil.copy2(f, tmp / f.name)
+            shutil.rmtree(qdir, ignore_errors=True)
+            os.replace(tmp, qdir)
+        return qdir, preset
 
     @property
     def input_dims(self):
@@ -395,6 +460,8 @@ class OptimumRunner(Runner):
         versions = library_versions("optimum", "optimum-onnx", "optimum-intel", "transformers", "onnxruntime",
                                     "openvino", "torch")
         d = {"backend": type(self.model).__name__, "versions": versions}
+        if self.spec.kind == "optimum-ortq":
+            d["quantization"] = f"ORTQuantizer, AutoQuantizationConfig.{self.preset}(is_static=False)"
         compiled = getattr(self.model, "request", None)  # optimum-intel: the compiled model OpenVINO runs
         if compiled is not None and hasattr(compiled, "get_property"):
             try:
@@ -405,14 +472,16 @@ class OptimumRunner(Runner):
         return d
 
     def model_size_bytes(self):
-        return (Path(self.spec.artifact) / "model.onnx").stat().st_size
+        return (Path(getattr(self, "qdir", None) or self.spec.artifact) /
+                ("model_quantized.onnx" if self.spec.kind == "optimum-ortq" else "model.onnx")).stat().st_size
 
     def close(self):
         del self.model
 
 
 RUNNERS = {"artifact": ArtifactRunner, "tensorrt": TensorRtRunner, "torch": TorchRunner, "ort-default": OrtDefaultRunner,
-           "ov-nncf": OvNncfRunner, "optimum-ort": OptimumRunner, "optimum-ov": OptimumRunner}
+           "ort-qdynamic": OrtQDynamicRunner, "ov-nncf": OvNncfRunner, "optimum-ort": OptimumRunner,
+           "optimum-ov": OptimumRunner, "optimum-ortq": OptimumRunner}
 
 
 def make_runner(spec: TargetSpec) -> Runner:

@@ -98,3 +98,33 @@ def build_feeds(w: Workload, input_dims: dict[str, tuple]) -> list[dict[str, np.
             feed[name] = np.ascontiguousarray(base)
         feeds.append(feed)
     return feeds
+
+
+# The select scenario (what `distilbert-deploy optimize` times): real held-out text at batch 1 and at the service's
+# batch size (`serve --max-batch-size` 16), then the two fixed shapes users quote.
+SELECT_WORKLOADS = ("tweets-bs1", "tweets-bs16", "1x128", "8x128")
+
+
+def parse_select(spec: str) -> tuple[str, object, int]:
+    """A select workload name -> (kind, value, batch): ("tweets", None, N), ("fixed", (B, S), B) or
+    ("file", path, N). No I/O; a name that is none of these is a ConfigError that lists the forms."""
+    from runtimes.errors import ConfigError
+
+    s = spec.strip()
+    try:
+        if s.startswith("tweets-bs"):
+            n = int(s[len("tweets-bs"):])
+            if n >= 1:
+                return "tweets", None, n
+        elif s.startswith("file:"):
+            path, _, n = s[len("file:"):].rpartition("@") if "@" in s else (s[len("file:"):], "", "1")
+            if path and int(n) >= 1:
+                return "file", path, int(n)
+        else:
+            b, q = (int(x) for x in s.lower().split("x"))
+            if b >= 1 and 2 <= q <= MAX_POSITIONS:
+                return "fixed", (b, q), b
+    except ValueError:
+        pass
+    raise ConfigError(f"unknown workload '{spec}'. Expected tweets-bsN (held-out tweets, N a request), BxS (a fixed "
+                      f"shape, e.g. 1x128; 2 <= S <= {MAX_POSITIONS}) or file:PATH[@N] (one text per line, N a request)")

@@ -1,0 +1,1 @@
+"""`distilbert-deploy optimize`: the fastest artifact that passes parity on this machine, chosen by measurement."""

@@ -39,20 +39,26 @@ def run(out: Console, fp32_onnx: Path, reports: Path, budget_s: float = BUDGET_S
     suite = read_manifest(dest).parity.get("suite", {}).get("runs", {})
     checks = next(iter(suite.values()), {}).get("checks", {})
     out.rule(f"winner on {cpu['model']}: {CPU_CLASS_NAMES.get(cpu['class'], cpu['class'])}")
-    out.print(f"winner: [bold]{d['winner']}[/] ({win['recipe']['why']}); "
-              + (f"runner-up {sel['runner_up']}, {sel['ratio_to_runner_up']:.2f}x slower" if sel["runner_up"] else
-                 "no runner-up passed parity"))
+    from benchmarks.optimize.selection import ranked
+
+    others = [r for r in ranked(d["candidates"], d["rank"]) if r["id"] != d["winner"]]
+    out.print(f"winner: [bold]{d['winner']}[/] ({win['recipe']['why']})" + (
+        f"; next fastest that passed the ci screen: {others[0]['id']}, "
+        f"{others[0]['p50'][d['rank']] / win['p50'][d['rank']]:.2f}x slower" if others else ""))
     acc, agree = checks.get("accuracy_delta", {}), checks.get("label_agreement", {})
     if acc:
         out.print(f"accuracy: {acc['value'] * 100:+.1f} pt vs PyTorch fp32 on the 2,000 held-out tweets; labels agree "
                   f"on {agree.get('value', float('nan')):.1%} of decisive tweets; parity [green]PASS[/]")
+    verdict = {r["id"]: r.get("ci") for r in d["candidates"]}
     for w in d["workloads"]:
         bp, vb = sel["best_peer"].get(w), sel["vs_baseline"].get(w)
-        out.print(f"speed-up at {w}: {vb:.1f}x PyTorch fp32" + (f", {bp['ratio']:.2f}x the best peer ({bp['id']})"
-                                                               if bp else "") + f"  (p50 {win['p50'][w]:.2f} ms)")
-    skipped = [r["id"] for r in d["candidates"] if r.get("status") == "left-out"]
-    if skipped:
-        out.print(f"[dim]left out by the budget or the screen: {', '.join(skipped)} (make optimize builds them all)[/]")
+        peer = (f", {bp['ratio']:.2f}x the best peer ({bp['id']}" + (", which fails parity" if verdict.get(bp["id"])
+                                                                     is False else "") + ")") if bp else ""
+        out.print(f"speed-up at {w}: {vb:.1f}x PyTorch fp32{peer}  (p50 {win['p50'][w]:.2f} ms)")
+    built = sum(1 for r in d["candidates"] if r["kind"] == "candidate" and r.get("status") != "left-out")
+    skipped = sum(1 for r in d["candidates"] if r.get("status") == "left-out")
+    out.print(f"on {cpu['class']}: {built} candidate(s) built and judged in {d['seconds']:.0f} s, {skipped} left out by "
+              f"the budget or the screen (`make optimize` builds them all; reports/demo/selection.md says which)")
     mb, fp32_mb = files_size(dest) / 1e6, files_size(fp32_onnx) / 1e6
     out.print(f"size: {mb:.1f} MB vs {fp32_mb:.1f} MB fp32 ONNX")
     out.print(f"reports: {reports}/selection.md, {reports}/bench.md  |  serve it: make serve (ARTIFACT={dest})")

@@ -330,3 +330,50 @@ def test_bucket_padding_gives_the_dynamic_models_answers(task, tiny_openvino, tm
                 np.testing.assert_allclose(a[k], b[k], atol=1e-4, rtol=1e-4)
     finally:
         dyn.close(), st.close()
+
+
+# ------------------------------------------------------------------ the recipe book (ORT accuracy searches)
+
+
+def test_booked_recipe_is_replayed_and_a_miss_searches_again(tiny_artifacts, tmp_path, monkeypatch):
+    """A booked fp32-node list goes to the build as --keep-fp32; when that build fails (the bound missed), the
+    plain command (the search) runs next and its result is booked on this machine."""
+    import benchmarks.optimize.build as build
+    from benchmarks.optimize.candidates import Candidate
+
+    src = tiny_artifacts["text-classification", "onnxruntime"]
+    c = Candidate("onnxruntime-dynamic-avx2", "onnxruntime", "int8",
+                  ("quantize", "--backend", "onnxruntime", "--method", "dynamic", "--target", "avx2"))
+    key = build.book_key(src, c)
+    monkeypatch.setattr(build, "SHIPPED_BOOK", tmp_path / "shipped.json")
+    (tmp_path / "shipped.json").write_text(json.dumps({key: ["/distilbert/transformer/layer.0/ffn/lin2/MatMul"]}))
+    calls, remembered = [], []
+
+    def fake_run(argv, out, env=None):
+        calls.append(argv)
+        if "--keep-fp32" in argv:
+            return False, "error: INT8 with the named nodes fp32 misses the bound (exit 2)", "", 1.0
+        (out / "manifest.json").parent.mkdir(parents=True, exist_ok=True)
+        return True, "", "", 2.0
+
+    monkeypatch.setattr(build, "run_build", fake_run)
+    monkeypatch.setattr(build, "reusable", lambda path: False)
+    monkeypatch.setattr(build, "remember", lambda root, k, out: remembered.append(k))
+    b = build.build_one(c, src, tmp_path / "cache", "0" * 64)
+    assert [("--keep-fp32" in a) for a in calls] == [True, False]
+    assert calls[0][calls[0].index("--keep-fp32") + 1] == "/distilbert/transformer/layer.0/ffn/lin2/MatMul"
+    assert b.status == "built" and b.seconds == 3.0 and "booked recipe missed" in b.reason
+    assert remembered == [key]
+
+
+def test_book_round_trip(tmp_path, tiny_artifacts):
+    from benchmarks.optimize.build import read_book, remember
+    from runtimes.artifact import update_manifest
+
+    art = tmp_path / "art"
+    import shutil
+
+    shutil.copytree(tiny_artifacts["text-classification", "onnxruntime"], art)
+    update_manifest(art, recipe={"accuracy_control": {"kept_fp32": ["a", "b"]}})
+    remember(tmp_path, "k/text-classification/x", art)
+    assert read_book(tmp_path)["k/text-classification/x"] == ["a", "b"]

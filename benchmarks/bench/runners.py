@@ -4,6 +4,7 @@ an artifact's manifest; peers are the plain tools run the way their docs show. H
 load() only, so this module imports in any venv that has numpy (the peer workers' included)."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -286,12 +287,20 @@ class OrtDefaultRunner(Runner):
         del self.session
 
 
-def peer_cache(kind: str, src: Path, *extra) -> Path:
-    """Where a peer keeps the model it derives from `src` (DISTILBERT_DEPLOY_CACHE/bench), keyed by the source hash."""
+@functools.lru_cache(maxsize=8)
+def _sha16(path: str, mtime_ns: int, size: int) -> str:
     from runtimes.artifact import sha256_file
 
-    root = Path(os.environ.get("DISTILBERT_DEPLOY_CACHE") or Path.home() / ".cache" / "distilbert-deploy")
-    return root / "bench" / "-".join([kind, sha256_file(src)[:16], *map(str, extra)])
+    return sha256_file(Path(path))[:16]
+
+
+def peer_cache(kind: str, src: Path, *extra) -> Path:
+    """Where a peer keeps the model it derives from `src` (DISTILBERT_DEPLOY_CACHE/bench), keyed by the source hash
+    (hashed once per file version in a process)."""
+    from runtimes.artifact import cache_root
+
+    st = Path(src).stat()
+    return cache_root() / "bench" / "-".join([kind, _sha16(str(src), st.st_mtime_ns, st.st_size), *map(str, extra)])
 
 
 class OrtQDynamicRunner(OrtDefaultRunner):
@@ -419,17 +428,14 @@ class OptimumRunner(Runner):
     @staticmethod
     def _quantized(path: Path, mod) -> tuple[Path, str]:
         """optimum's ORTQuantizer with the AutoQuantizationConfig preset for this CPU (dynamic: no calibration),
-        cached per source model: arm64 on aarch64, avx512_vnni where the CPU has VNNI, else avx2."""
+        cached per source model: the one `--target auto` picks for ONNX Runtime (arm64, avx512_vnni or avx2)."""
         import shutil
 
         from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-        from runtimes.hardware import cpu_info
+        from quantization.auto_target import choose
 
-        cpu = cpu_info()
-        flags = cpu["flags"]
-        preset = ("arm64" if cpu["machine"] in ("aarch64", "arm64") else
-                  "avx512_vnni" if flags.get("avx512_vnni") or flags.get("avx_vnni") else "avx2")
+        preset = choose("onnxruntime", "dynamic", "auto")["picked"].replace("-", "_")  # avx512_vnni, avx2, arm64
         qdir = peer_cache("optimum-ortq", path / "model.onnx", preset)
         if not (qdir / "model_quantized.onnx").is_file():
             tmp = qdir.with_name(f".tmp-{os.getpid()}")

@@ -24,7 +24,6 @@ BUILD_TIMEOUT_S = 1800
 # the shipped one (this package, for the built-in models) and this machine's (CACHE/optimize/recipes.json). A
 # booked recipe is replayed with --keep-fp32 (the bound is still checked once); if it misses, the search runs.
 SHIPPED_BOOK = Path(__file__).with_name("recipes.json")
-SEARCHED = ("dynamic", "static")
 
 
 @dataclass
@@ -38,9 +37,9 @@ class Built:
     note: str = ""
 
 
-def cache_dir(root: Path, src_sha: str, c: Candidate, argv: list[str]) -> Path:
+def cache_dir(root: Path, src_sha: str, name: str, argv: list[str]) -> Path:
     digest = hashlib.sha256(json.dumps(argv[2:]).encode()).hexdigest()[:8]  # the command without python -m ...
-    return root / "optimize" / src_sha[:16] / f"{c.id}-{digest}"
+    return root / "optimize" / src_sha[:16] / f"{name}-{digest}"
 
 
 def cli(*args: str) -> list[str]:
@@ -129,13 +128,12 @@ def remember(root: Path, key: str, out: Path) -> None:
     write_text_atomic(path, json.dumps(book, indent=1, sort_keys=True) + "\n")
 
 
-def derive_static(path: Path, out: Path) -> None:
-    """`path` (an OpenVINO artifact) with recipe.runtime_defaults asking for bucket padding and static shapes."""
+def copy_artifact(path: Path, out: Path, edit) -> None:
+    """`path`'s files copied to `out` atomically, its manifest changed in place by edit(manifest dict) and still
+    valid (the model files, and so their checksums, are unchanged)."""
     import shutil
 
     from runtimes.artifact import Manifest, staging_dir
-
-    from .candidates import BUCKETS
 
     m = read_manifest(path)
     with staging_dir(out) as tmp:
@@ -143,11 +141,23 @@ def derive_static(path: Path, out: Path) -> None:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path / name, tmp / name)
         d = json.loads((tmp / MANIFEST_NAME).read_text())
-        d["recipe"] = {**d["recipe"], "runtime_defaults": {"static_shapes": True, "sequence_buckets": list(BUCKETS)}}
-        d["parity"] = {}
-        d["source"] = {**d["source"], "parent": {"path": str(path.absolute()), "sha256": m.files[m.model_file]}}
+        edit(d)
         Manifest.from_dict(d)
         (tmp / MANIFEST_NAME).write_text(json.dumps(d, indent=2) + "\n")
+
+
+def derive_static(path: Path, out: Path) -> None:
+    """`path` (an OpenVINO artifact) with recipe.runtime_defaults asking for bucket padding and static shapes."""
+    from .candidates import BUCKETS
+
+    m = read_manifest(path)
+
+    def edit(d):
+        d["recipe"]["runtime_defaults"] = {"static_shapes": True, "sequence_buckets": list(BUCKETS)}
+        d["parity"] = {}
+        d["source"]["parent"] = {"path": str(path.absolute()), "sha256": m.files[m.model_file]}
+
+    copy_artifact(path, out, edit)
 
 
 def build_one(c: Candidate, base: Path, root: Path, src_sha: str) -> Built:
@@ -156,21 +166,20 @@ def build_one(c: Candidate, base: Path, root: Path, src_sha: str) -> Built:
         inner = build_one(c.unstatic, base, root, src_sha)
         if inner.path is None:
             return Built(c.id, None, "crashed", inner.seconds, f"its dynamic-shape build failed: {inner.reason}")
-        out = cache_dir(root, src_sha, c, ["-", "-", "static", str(inner.path)])
+        out = cache_dir(root, src_sha, c.id, ["-", "-", "static", str(inner.path)])
         if not reusable(out):
             derive_static(inner.path, out)
         return Built(c.id, out, "built", inner.seconds, note="bucket padding, static shapes")
     if not c.command:
         return Built(c.id, base, "source")
-    searched = len(c.command) > 4 and c.command[:2] == ("quantize", "--backend") and c.command[2] == "onnxruntime" \
-        and c.command[4] in SEARCHED
+    searched = c.backend == "onnxruntime" and c.precision == "int8"  # dynamic and static end in the search
     attempts = [c]
     if searched and (kept := read_book(root).get(book_key(base, c))) is not None:
         booked = Candidate(c.id, c.backend, c.precision, c.command + ("--keep-fp32", ",".join(kept)), c.cls_pruned)
         attempts = [booked, c] if kept else [c]
     seconds, notes = 0.0, []
     for attempt in attempts:
-        out = cache_dir(root, src_sha, c, candidate_argv(attempt, base, Path("OUT")))
+        out = cache_dir(root, src_sha, c.id, candidate_argv(attempt, base, Path("OUT")))
         if reusable(out):
             return Built(c.id, out, "reused", reason="; ".join(notes))
         ok, reason, log, took = run_build(candidate_argv(attempt, base, out), out)
@@ -187,8 +196,7 @@ def build_one(c: Candidate, base: Path, root: Path, src_sha: str) -> Built:
 
 def build_cls_source(src: Path, root: Path, src_sha: str) -> Built:
     m = read_manifest(src)
-    probe = cls_source_argv(m, Path("OUT"))
-    out = root / "optimize" / src_sha[:16] / f"{SOURCE}-cls-{hashlib.sha256(json.dumps(probe[2:]).encode()).hexdigest()[:8]}"
+    out = cache_dir(root, src_sha, f"{SOURCE}-cls", cls_source_argv(m, Path("OUT")))
     if reusable(out):
         return Built(f"{SOURCE}-cls", out, "reused")
     ok, reason, log, seconds = run_build(cls_source_argv(m, out), out)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from exporters.cls_pruning import CLS_TASKS  # heads that read only [CLS]: the --cls-pruning variants
 from runtimes.hardware import cpu_class
 
-CLS_TASKS = ("text-classification", "multiple-choice")  # exporters.cls_pruning (kept import-free here)
+from ..bench.workloads import BUCKETS  # static variants pad every feed to the next of these
+
 SOURCE = "onnxruntime-fp32"  # the fp32 export itself is a candidate: no build
-BUCKETS = (16, 32, 64, 128, 256, 512)  # static variants: every feed padded up to the next of these
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,17 @@ candidate, the peers and PyTorch (the bench harness's select scenario) -> the fi
 the fastest that passed both, written atomically with the selection in its manifest, and the report."""
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtimes.artifact import MANIFEST_NAME, cache_root, read_manifest, staging_dir
+from runtimes.artifact import cache_root, check_replaceable, read_manifest
 from runtimes.errors import ConfigError, DeployError, InputError
 from runtimes.hardware import cpu_class, cpu_info
 
 from ..bench.workloads import SELECT_WORKLOADS, parse_select
 from . import selection
-from .build import Built, build_cls_source, build_one
+from .build import Built, build_cls_source, build_one, copy_artifact
 from .candidates import COST_SCALE, cls_variant, enumerate_candidates, static_variant
 
 PEERS = ("ort-qdynamic", "ov-nncf", "optimum-ortq")
@@ -76,13 +74,6 @@ def check_source(src: Path):
         raise InputError(f"'{src}' records no source model, so there is no PyTorch reference to judge against. "
                          f"Fix: re-export it with `distilbert-deploy export`")
     return m
-
-
-def check_out(out: Path) -> None:
-    out = Path(out)
-    if out.exists() and not (out.is_dir() and ((out / MANIFEST_NAME).exists() or not any(out.iterdir()))):
-        raise ConfigError(f"refusing to overwrite '{out}': it exists and is not an artifact directory. "
-                          f"Fix: choose another --out or remove it")
 
 
 def available_backends() -> tuple[str, ...]:
@@ -181,8 +172,7 @@ def timings(d: dict, paths: dict[str, Path]) -> dict[str, dict]:
 
 def optimize(cfg: OptimizeConfig, log=print) -> dict:
     src_m = check_source(cfg.src)
-    check_out(cfg.out)
-    from runtimes.artifact import sha256_file
+    check_replaceable(cfg.out)
 
     cpu = cfg.cpu or cpu_info()
     klass = cpu_class(cpu)
@@ -198,7 +188,7 @@ def optimize(cfg: OptimizeConfig, log=print) -> dict:
     report_dir = Path(cfg.report_dir or Path("reports") / "optimize" / str(model).replace("/", "--") / src_m.task)
     report_dir.mkdir(parents=True, exist_ok=True)
     root = cache_root()
-    src_sha = sha256_file(Path(cfg.src) / src_m.model_file)
+    src_sha = src_m.files[src_m.model_file]  # the export's own checksum
     cands = enumerate_candidates(cpu, src_m.task, available_backends())
     if cfg.only:
         unknown = [x for x in cfg.only if x not in {c.id for c in cands} | {f"{c.id}-cls" for c in cands}]
@@ -241,9 +231,7 @@ def optimize(cfg: OptimizeConfig, log=print) -> dict:
 
     log(f"optimize {cfg.src} ({src_m.task}) on {cpu.get('model')} [{klass}]: {len(cands)} candidate recipe(s)")
     build_all(cands, lambda c: Path(cfg.src))
-    screen_ids = list(paths)
-    verdicts = judge({cid: paths[cid] for cid in screen_ids}, "ci", log)
-    apply_verdicts(records, verdicts, "ci")
+    apply_verdicts(records, judge(dict(paths), "ci", log), "ci")
 
     # OpenVINO: each passing IR again with bucket padding and static shapes (a copy with a runtime default)
     statics = [v for c in cands if records.get(c.id, {}).get("ci") and (v := static_variant(c))
@@ -267,9 +255,7 @@ def optimize(cfg: OptimizeConfig, log=print) -> dict:
         else:
             top = list(passing)
         chosen = [cid for cid in top if cid in variants][:cfg.cls_top]
-        pick = [variants[cid] for cid in chosen]
-        if cfg.only:
-            pick = [v for v in pick if v.id in cfg.only or any(k in cfg.only for k, x in variants.items() if x == v)]
+        pick = [variants[cid] for cid in chosen if not cfg.only or cid in cfg.only or variants[cid].id in cfg.only]
         for v in variants.values():
             if v not in pick:
                 record(v, None, "left-out", "its unpruned recipe was not among the "
@@ -380,20 +366,10 @@ def summary(cfg, cpu, klass, records, sel, bench, clock, src_m) -> dict:
 
 def write_winner(path: Path, out: Path, result: dict) -> None:
     """Copy the winning artifact into `out` atomically, with the selection recorded in its manifest's recipe."""
-    from runtimes.artifact import Manifest
-
-    m = read_manifest(path)
     keep = ("winner", "rank", "cpu", "selection", "targets", "created", "command", "seconds", "budget_s")
     rec = {k: result[k] for k in keep}
     rec["selected_by"] = "measurement"
     rec["candidates"] = [{k: r.get(k) for k in ("id", "kind", "status", "ci", "full", "reason", "p50", "p99")}
                          for r in result["candidates"]]
     rec["built_from"] = str(path)
-    with staging_dir(out) as tmp:
-        for name in [*m.files, MANIFEST_NAME]:
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path / name, tmp / name)
-        d = json.loads((tmp / MANIFEST_NAME).read_text())
-        d["recipe"] = {**d["recipe"], "selection": rec}
-        Manifest.from_dict(d)  # still a valid manifest
-        (tmp / MANIFEST_NAME).write_text(json.dumps(d, indent=2) + "\n")
+    copy_artifact(path, out, lambda d: d["recipe"].update(selection=rec))

@@ -170,34 +170,47 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(run=cmd_export_triton)
 
     s = sub.add_parser("serve", help="serve artifacts over OIP v2 REST (Triton/KServe clients) and a task endpoint",
-                       description="Serve verified artifacts: OIP v2 REST (/v2/...), the pipeline-style task endpoint "
-                                   "(/v1/models/NAME/predict) and Prometheus /metrics, with dynamic batching. "
+                       description="Serve verified artifacts: OIP v2 REST (/v2/...) and gRPC (--grpc-port), the "
+                                   "pipeline-style task endpoint (/v1/models/NAME/predict), OpenAI embeddings "
+                                   "(/v1/embeddings) and Prometheus /metrics, with dynamic batching. "
                                    "Exit 0 after a graceful drain (SIGTERM/SIGINT); 2 on a bad or refused artifact.")
     s.add_argument("artifact", type=Path, nargs="*", help="artifact directories; each is a model named by its directory")
     s.add_argument("--name", action="append", default=[], help="model name for each artifact, in order (repeatable)")
     s.add_argument("--repository", type=Path, help="also serve every DIR/<model name>/ artifact (a model repository)")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--max-batch-size", type=int, default=16, help="rows per batch (texts, QA windows, raw rows)")
-    s.add_argument("--max-queue-delay-ms", type=float, default=2.0,
+    from runtimes.serving.config import DEFAULTS as SD  # defaults defined once, in ServeConfig
+
+    s.add_argument("--host", default=SD["host"], help="bind address of HTTP and gRPC (default: loopback only)")
+    s.add_argument("--port", type=int, default=SD["port"])
+    s.add_argument("--grpc-port", type=int, default=SD["grpc_port"],
+                   help="also serve OIP v2 over gRPC (inference.GRPCInferenceService, tritonclient.grpc) on this port")
+    s.add_argument("--max-batch-size", type=int, default=SD["max_batch_size"],
+                   help="rows per batch (texts, QA windows, raw rows)")
+    s.add_argument("--max-batch-tokens", type=int, default=SD["max_batch_tokens"],
+                   help="padded tokens (rows x longest row) per batch (TEI's token budget); default: no budget")
+    s.add_argument("--max-queue-delay-ms", type=float, default=SD["max_queue_delay_ms"],
                    help="how long the oldest queued row waits for its batch to fill")
-    s.add_argument("--max-padding", type=float, default=0.1,
+    s.add_argument("--max-padding", type=float, default=SD["max_padding"],
                    help="padding a batch may add, as a fraction of its tokens (rows of other lengths wait for their "
                         "own batch); 1 = any")
-    s.add_argument("--max-queue", type=int, default=256, help="rows queued per model; beyond it: 503 + Retry-After")
-    s.add_argument("--instances", type=int, default=1, help="runtime instances per model, one worker thread each")
-    s.add_argument("--threads", type=int, help="intra-op threads per instance (default: the backend's)")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: TensorRT engines, ORT's CUDA provider")
+    s.add_argument("--max-queue", type=int, default=SD["max_queue"],
+                   help="rows queued per model; beyond it: 503 + Retry-After (gRPC: RESOURCE_EXHAUSTED)")
+    s.add_argument("--instances", type=int, default=SD["instances"],
+                   help="runtime instances per model, one worker thread each")
+    s.add_argument("--threads", type=int, default=SD["threads"], help="intra-op threads per instance (default: the backend's)")
+    s.add_argument("--tokenizer-threads", type=int, default=SD["tokenizer_threads"],
+                   help="threads that parse, tokenize and finish requests off the event loop (default: min(4, CPUs))")
+    s.add_argument("--device", default=SD["device"], choices=["cpu", "cuda"], help="cuda: TensorRT engines, ORT's CUDA provider")
     s.add_argument("--cuda-graphs", action="store_true", help="tensorrt: capture and replay one CUDA graph per shape")
     s.add_argument("--no-spin", dest="spin", action="store_const", const=False,
                    help="onnxruntime: intra-op threads sleep between operators instead of spin-waiting (leaves the "
                         "cores to the event loop under load; costs single-request latency)")
-    s.add_argument("--timeout-s", type=float, default=30.0, help="a request's deadline; past it: 504")
-    s.add_argument("--drain-timeout-s", type=float, default=30.0, help="how long a drain may take on SIGTERM")
-    s.add_argument("--max-body-bytes", type=int, default=8 << 20, help="larger bodies get 413")
-    s.add_argument("--max-request-items", type=int, default=256, help="texts per request; more get 413")
+    s.add_argument("--timeout-s", type=float, default=SD["timeout_s"], help="a request's deadline; past it: 504")
+    s.add_argument("--drain-timeout-s", type=float, default=SD["drain_timeout_s"], help="how long a drain may take on SIGTERM")
+    s.add_argument("--max-body-bytes", type=int, default=SD["max_body_bytes"], help="larger bodies get 413")
+    s.add_argument("--max-request-items", type=int, default=SD["max_request_items"], help="texts per request; more get 413")
     s.add_argument("--api-key-env", metavar="VAR", help="require the key in this environment variable "
-                                                        "(Authorization: Bearer KEY); health stays open")
+                                                        "(Authorization: Bearer KEY; gRPC: the same metadata); "
+                                                        "health stays open")
     s.add_argument("--allow-unjudged", action="store_true",
                    help="serve artifacts with no parity verdict (with a warning); failed ones are always refused")
     s.add_argument("--engine", default="uvicorn", choices=["uvicorn", "ray"],
@@ -390,16 +403,12 @@ def cmd_serve(args) -> int:
     if missing := [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]:
         raise BackendUnavailable("serve", missing=missing, hint="pip install 'distilbert-deploy[serve]' (in this repo: "
                                                                  "make venv EXTRAS=...,serve)")
-    from runtimes.serving.config import ServeConfig
+    from runtimes.serving.config import DEFAULTS, ServeConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = ServeConfig(artifacts=tuple(args.artifact), names=tuple(args.name), repository=args.repository,
-                      host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                      max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_padding=args.max_padding,
-                      instances=args.instances,
-                      threads=args.threads, spin=args.spin, device=args.device, cuda_graphs=args.cuda_graphs, timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
-                      max_body_bytes=args.max_body_bytes, max_request_items=args.max_request_items,
-                      api_key_env=args.api_key_env, allow_unjudged=args.allow_unjudged)
+                      **{k: getattr(args, k) for k in DEFAULTS if k not in ("artifacts", "names", "repository",
+                                                                            "warmup")})
     if args.engine == "ray":
         if importlib.util.find_spec("ray") is None:
             raise BackendUnavailable("ray", missing=["ray"], hint="pip install 'distilbert-deploy[ray]' (in this repo: "

@@ -69,7 +69,7 @@ def export(cfg: ExportConfig) -> Manifest:
         inputs=head.input_specs(),
         outputs=head.output_specs(hidden=config.dim, num_labels=config.num_labels, vocab=config.vocab_size),
         shape_profile=shape_profile(head, cfg, config.max_position_embeddings),
-        source={**loaded.source, "name": loaded.name, "parent": None},
+        source={**loaded.source, "name": loaded.name, "parent": None, **_pooling(cfg)},
         versions=library_versions(*VERSIONED),
     )
     with staging_dir(cfg.out) as tmp:
@@ -105,6 +105,14 @@ def export(cfg: ExportConfig) -> Manifest:
             recipe["cls_pruning"] = pruning
         return finalize(tmp, Manifest(**base, model_file="model.onnx", recipe=recipe,
                                       parity={"export_validation": parity}))
+
+
+def _pooling(cfg) -> dict:
+    """feature-extraction: the source's sentence-embedding pooling (exporters/pooling.py), when it has one."""
+    from .pooling import pooling_of
+
+    found = pooling_of(cfg.model) if cfg.task == "feature-extraction" else None
+    return {"pooling": found} if found else {}
 
 
 def shape_profile(head: HeadSpec, cfg: ExportConfig, max_len: int) -> dict:

@@ -235,3 +235,28 @@ def test_padding_budget_keeps_far_lengths_out_of_a_batch():
     [f.result(10) for f in futures + [blocker]]
     assert [f["input_ids"].shape for f in tight.feeds[1:]] == [(3, 11), (1, 30), (1, 12)]
     b.close(10)
+
+
+def test_token_budget_caps_rows_times_longest_and_answers_everything():
+    """max_batch_tokens=12: 8 rows of 3 tokens run as batches of 4 (4 x 3 = 12), a 10-token row runs with at most
+    one other (2 x 10 > 12 alone), a 20-token row alone (over the budget by itself, it still runs)."""
+    rec = Recorder(threading.Event())
+    b = make(rec, max_batch_size=8, max_padding=1.0, max_batch_tokens=12)
+    first = b.submit([row(99)])  # holds the worker so the rest queue up together
+    assert rec.entered.wait(10)
+    short = b.submit([row(i, i, i) for i in range(1, 9)])
+    long = b.submit([row(*[50] * 10), row(*[60] * 20)])
+    rec.gate.set()
+    assert [o["first"].item() for o in short.result(10)] == list(range(1, 9))
+    assert [o["echo"].shape[0] for o in long.result(10)] == [10, 20]
+    first.result(10)
+    b.close(10)
+    for feed in rec.feeds[1:]:
+        rows_, longest = feed["input_ids"].shape
+        assert rows_ == 1 or rows_ * longest <= 12, feed["input_ids"].shape
+    assert sorted(f["input_ids"].shape for f in rec.feeds[1:]) == [(1, 10), (1, 20), (4, 3), (4, 3)]
+
+
+def test_token_budget_must_be_positive():
+    with pytest.raises(ConfigError, match="max_batch_tokens"):
+        make(Recorder(), max_batch_tokens=0)

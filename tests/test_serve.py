@@ -10,6 +10,7 @@ import random
 import shutil
 import signal
 import struct
+import threading
 import subprocess
 import sys
 import time
@@ -494,3 +495,45 @@ def test_repository_serves_each_subdirectory_under_its_name(paths, tmp_path):
         model_dirs(ServeConfig(artifacts=(paths[TC],), names=("sentiment",), repository=repo))
     with pytest.raises(ConfigError, match="not allowed"):
         ServeConfig(artifacts=(paths[TC],), names=("../etc",))
+
+
+def test_tokenization_never_blocks_the_event_loop(paths, inproc, tmp_path):
+    """While one request of --max-request-items (256) long texts (7 MB, ~2.5 s of parsing and tokenizing on 2
+    cores) is being prepared, /v2/health/ready and a one-text request each answer within BOUND_S, every time.
+    Tokenizing on the loop would hold both for the whole preparation. The probes that count are those that ended
+    before the long request's answer; at least 3 must, or the test cannot tell and fails."""
+    BOUND_S = 0.5
+    name = paths[TC].name
+    words = ("the quick brown fox jumps over the lazy dog and keeps running far away " * 420)[:30000]
+    big = [f"{i} {words}" for i in range(256)]
+    srv = Server([paths[TC], "--max-request-items", "256", "--max-queue", "512"], tmp_path / "server.log")
+    with srv:
+        srv.wait_ready()
+        done: dict = {}
+
+        def send_big():
+            done["response"] = srv.predict(name, big)
+            done["at"] = time.monotonic()
+
+        sender = threading.Thread(target=send_big)
+        start = time.monotonic()
+        sender.start()
+        time.sleep(0.3)  # the body is on its way / being prepared
+        probes = []
+        while sender.is_alive() and len(probes) < 50 and time.monotonic() - start < 60:
+            t0 = time.monotonic()
+            ready = srv.request("GET", "/v2/health/ready", timeout=30)[0]
+            t1 = time.monotonic()
+            status, _, answer = srv.predict(name, "one short text")
+            probes.append((t1 - t0, time.monotonic() - t1, time.monotonic(), ready, status, answer))
+        sender.join(120)
+        status, _, answers = done["response"]
+        assert status == 200 and len(answers) == 256, answers
+        during = [p for p in probes if p[2] < done["at"]]
+        assert len(during) >= 3, f"only {len(during)} probes ran while the long request was prepared; " \
+                                 f"{done['at'] - start:.2f} s"
+        want = inproc[TC]("one short text")
+        for ready_s, predict_s, _, ready, st, answer in during:
+            assert ready == st == 200 and answer == want
+            assert ready_s < BOUND_S and predict_s < BOUND_S, (ready_s, predict_s, done["at"] - start)
+        assert srv.stop() == 0, srv.log

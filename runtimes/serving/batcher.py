@@ -67,7 +67,7 @@ class DynamicBatcher:
     def __init__(self, runners: Sequence[Callable[[dict], Mapping[str, np.ndarray]]], *, pad_id: int,
                  max_batch_size: int, max_queue_delay_s: float, max_queue: int,
                  sequence_axes: Mapping[str, int | None], max_padding: float = 1.0,
-                 observer: BatchObserver | None = None, name: str = "model"):
+                 max_batch_tokens: int | None = None, observer: BatchObserver | None = None, name: str = "model"):
         if not runners:
             raise ConfigError("the batcher needs at least one model instance")
         if max_batch_size < 1 or max_queue < max_batch_size or max_queue_delay_s < 0 or max_padding < 0:
@@ -78,6 +78,9 @@ class DynamicBatcher:
         self.max_batch_size, self.max_queue, self.delay = max_batch_size, max_queue, max_queue_delay_s
         self.sequence_axes = dict(sequence_axes)
         self.max_padding = max_padding
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ConfigError(f"max_batch_tokens must be >= 1 (or None); got {max_batch_tokens}")
+        self.max_batch_tokens = max_batch_tokens
         self.observer = observer
         self._pending: list[_Row] = []
         self._preparing = 0
@@ -178,6 +181,20 @@ class DynamicBatcher:
         return batch
 
     def _choose(self, live: list[_Row], anchor: _Row) -> list[_Row]:
+        return self._within_tokens(self._by_length(live, anchor), anchor)
+
+    def _within_tokens(self, batch: list[_Row], anchor: _Row) -> list[_Row]:
+        """The token budget (TEI's max-batch-tokens): rows x longest row stays within it, dropping the rows
+        farthest in length from the anchor; the anchor always runs (alone, if it alone is over the budget)."""
+        if self.max_batch_tokens is None:
+            return batch
+        while len(batch) > 1 and len(batch) * batch[-1].length * _choices(batch[0]) > self.max_batch_tokens:
+            far = batch[-1] if batch[-1] is not anchor and (batch[0] is anchor or batch[-1].length - anchor.length
+                                                          >= anchor.length - batch[0].length) else batch[0]
+            batch = [r for r in batch if r is not far]
+        return batch
+
+    def _by_length(self, live: list[_Row], anchor: _Row) -> list[_Row]:
         same = sorted((r for r in live if r.group == anchor.group), key=lambda r: r.length)
         if self.max_padding < 1:
             return self._within_padding(same, anchor)
@@ -238,6 +255,10 @@ class DynamicBatcher:
     def _observe_depth(self, depth: int) -> None:
         if self.observer:
             self.observer.depth(depth)
+
+
+def _choices(row: _Row) -> int:
+    return int(np.prod(row.group, dtype=np.int64))  # multiple-choice rows are [choices, L]
 
 
 def _cut(a: np.ndarray, axis: int | None, length: int) -> np.ndarray:

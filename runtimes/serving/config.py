@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -17,10 +17,13 @@ class ServeConfig:
     repository: Path | None = None  # every DIR/<name>/manifest.json is a model called <name>
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int | None = None  # OIP v2 gRPC (inference.GRPCInferenceService) on host:grpc_port; None = off
     max_batch_size: int = 16
     max_queue_delay_ms: float = 2.0
     max_queue: int = 256  # rows (texts, QA windows, raw batch rows) queued per model
     max_padding: float = 0.1  # padding a batch may add, as a fraction of its tokens (1 = any)
+    max_batch_tokens: int | None = None  # padded tokens (rows x longest) per batch; None = no budget
+    tokenizer_threads: int | None = None  # threads that parse, tokenize and finish requests; None = min(4, CPUs)
     instances: int = 1
     threads: int | None = None  # intra-op threads per instance; None = the backend's default
     device: str = "cpu"  # cuda: onnxruntime's CUDA provider, TensorRT engines
@@ -44,6 +47,12 @@ class ServeConfig:
             if not NAME.match(n):
                 raise ConfigError(f"model name '{n}' is not allowed: use letters, digits, '_', '.' and '-' "
                                   f"(up to 128), starting with a letter or digit")
+        for key in ("grpc_port", "max_batch_tokens", "tokenizer_threads"):
+            v = getattr(self, key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "grpc_port" else 1)):
+                raise ConfigError(f"{key} must be a positive integer (or unset); got {v!r}")
+        if self.grpc_port is not None and self.grpc_port == self.port and self.port != 0:
+            raise ConfigError(f"--grpc-port {self.grpc_port} is the HTTP --port too; give gRPC a port of its own")
         for key, low in (("port", 0), ("max_batch_size", 1), ("max_queue", 1), ("instances", 1),
                          ("max_body_bytes", 1024), ("max_request_items", 1)):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < low:
@@ -60,3 +69,6 @@ class ServeConfig:
         for key in ("timeout_s", "drain_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0; got {getattr(self, key)}")
+
+
+DEFAULTS = {f.name: f.default for f in fields(ServeConfig) if f.default is not MISSING}  # the CLI's defaults

@@ -122,7 +122,8 @@ class ServedModel:
                                       max_batch_size=self.cfg.max_batch_size,
                                       max_queue_delay_s=self.cfg.max_queue_delay_ms / 1000,
                                       max_queue=self.cfg.max_queue, sequence_axes=axes,
-                                      max_padding=self.cfg.max_padding, observer=observer,
+                                      max_padding=self.cfg.max_padding, max_batch_tokens=self.cfg.max_batch_tokens,
+                                      observer=observer,
                                       name=self.name)
         self.ready = True
 
@@ -210,7 +211,28 @@ class ServedModel:
         return [(np.ascontiguousarray(ids[b]), np.ascontiguousarray(mask[b])) for b in range(shape[0])]
 
     def rows_of(self, job) -> list[tuple[np.ndarray, np.ndarray]]:
-        return text_rows(job.rows, self.tokenizer.pad_token_id or 0)
+        return self.rows_of_ids(job.rows)
+
+    def rows_of_ids(self, rows: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        return text_rows(rows, self.tokenizer.pad_token_id or 0)
+
+    def token_rows(self, items: list, truncate: bool) -> list[list[int]]:
+        """Token-id lists as a client sent them (OpenAI's `input` as token arrays): checked against the
+        vocabulary and the model's length, cut to it only when asked."""
+        rows = []
+        for i, ids in enumerate(items):
+            if not isinstance(ids, list) or not ids or not all(type(t) is int for t in ids):
+                raise InputError(f"input #{i} must be a non-empty string or a non-empty list of token ids; got "
+                                 f"{type(ids).__name__}. Fix: send all strings or all token-id lists")
+            if bad := [t for t in ids if not 0 <= t < self.vocab][:3]:
+                raise InputError(f"input #{i} has token ids {bad} outside [0, {self.vocab}) (the vocabulary)")
+            if len(ids) > self.max_length:
+                if not truncate:
+                    raise InputError(f"input #{i} holds {len(ids)} tokens; this model takes at most "
+                                     f"{self.max_length}. Fix: shorten it, or send \"truncate\": true")
+                ids = ids[:self.max_length]
+            rows.append(ids)
+        return rows
 
     def per_input(self, answers, n: int) -> list:
         return per_input(self.manifest.task, answers, n)

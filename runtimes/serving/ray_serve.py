@@ -15,8 +15,9 @@ import time
 from ray import serve
 
 from ..errors import ConfigError
-from .app import ServiceState, create_app
+from .app import create_app
 from .config import ServeConfig
+from .dataplane import DataPlane
 from .model import api_key, load_models
 
 log = logging.getLogger("distilbert_deploy.serve")
@@ -28,7 +29,7 @@ class ServiceReplica:
     """One replica: the service's models and app. Ray calls __serve_build_asgi_app__ after __init__."""
 
     def __init__(self, cfg: ServeConfig):
-        self.state = ServiceState(cfg, load_models(cfg), api_key=api_key(cfg))
+        self.state = DataPlane(cfg, load_models(cfg), api_key=api_key(cfg))
         for name, model in self.state.models.items():
             model.load(self.state.metrics.observer(name))
 

@@ -11,8 +11,9 @@ import time
 
 import uvicorn
 
-from .app import ServiceState, create_app
+from .app import create_app
 from .config import ServeConfig
+from .dataplane import DataPlane
 from .model import api_key, load_models
 
 log = logging.getLogger("distilbert_deploy.serve")
@@ -21,11 +22,25 @@ log = logging.getLogger("distilbert_deploy.serve")
 class DrainingServer(uvicorn.Server):
     """uvicorn, with a drain in front of its shutdown and no re-raised signal (so a drained exit is 0)."""
 
-    def __init__(self, config: uvicorn.Config, state: ServiceState, drain_timeout_s: float):
+    def __init__(self, config: uvicorn.Config, state: DataPlane, drain_timeout_s: float):
         super().__init__(config)
         self.state, self.drain_timeout_s = state, drain_timeout_s
         self.drain_deadline: float | None = None
         self.drain_timed_out = False
+        self.grpc = None  # grpc.aio.Server on the same loop, when --grpc-port is given
+
+    async def startup(self, sockets=None) -> None:
+        cfg = self.state.cfg
+        if cfg.grpc_port is not None:  # before HTTP, so a taken gRPC port stops the start
+            from .grpc_oip import start_server
+
+            self.grpc = await start_server(self.state, cfg.host, cfg.grpc_port)
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets=None) -> None:
+        await super().shutdown(sockets)
+        if self.grpc is not None:  # the drain already waited for every admitted request, gRPC ones too
+            await self.grpc.stop(grace=1.0)
 
     def handle_exit(self, sig: int, frame) -> None:
         if self.state.draining:  # a second signal: stop now
@@ -50,7 +65,7 @@ class DrainingServer(uvicorn.Server):
 def serve(cfg: ServeConfig) -> int:
     """Run the service until drained. Returns the exit code."""
     models = load_models(cfg)  # manifests, checksums, parity verdicts: before any port is bound
-    state = ServiceState(cfg, models, api_key=api_key(cfg))
+    state = DataPlane(cfg, models, api_key=api_key(cfg))
     app = create_app(state)
     config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=max(1, int(cfg.drain_timeout_s)), lifespan="off")
@@ -66,7 +81,8 @@ def serve(cfg: ServeConfig) -> int:
                          cfg.instances, time.monotonic() - started, model.judged)
             while not server.started and not server.should_exit:
                 time.sleep(0.05)
-            log.info("ready: http://%s:%d (%s)", cfg.host, cfg.port, ", ".join(models))
+            grpc = f", grpc: {cfg.host}:{cfg.grpc_port}" if cfg.grpc_port is not None else ""
+            log.info("ready: http://%s:%d%s (%s)", cfg.host, cfg.port, grpc, ", ".join(models))
         except BaseException as e:  # noqa: BLE001 - reported by serve() after the server stops
             state.load_error = e
             server.should_exit = True
@@ -79,6 +95,7 @@ def serve(cfg: ServeConfig) -> int:
         loader.join(timeout=5)
         for model in models.values():
             model.close()
+        state.close()
     if state.load_error is not None:
         raise state.load_error
     return 1 if server.drain_timed_out else 0

@@ -111,6 +111,8 @@ def test_errors_follow_openai_shape_and_the_service_stays_up(client, server):
     with pytest.raises(openai.AuthenticationError):
         bad.embeddings.create(model=FE, input="x")
     assert {m.id for m in client.models.list()} == {FE, TC}
+    status, _, meta = server.request("GET", f"/v2/models/{FE}", headers={"Authorization": "Bearer emb-key"})
+    assert status == 200 and __import__("json").loads(meta)["parameters"]["pooling"] == DEFAULT_POOLING
     assert client.embeddings.create(model=FE, input="still up").data
 
 
@@ -141,3 +143,27 @@ def test_pool_modes_match_their_definitions():
     np.testing.assert_allclose(pool(h, {"mode": "mean", "normalize": False}), [2, 1, 1])
     np.testing.assert_allclose(pool(h, {"mode": "cls", "normalize": True}), [1 / 3, 2 / 3, 2 / 3], rtol=1e-6)
     np.testing.assert_allclose(pool(h, {"mode": "max", "normalize": False}, 2), [3, 2])
+
+
+def test_default_model_embeddings_equal_sentence_transformers(default_artifact):
+    """The built-in default (all-MiniLM-L6-v2 converted to DistilBERT) exported for feature-extraction records the
+    model's own pooling (mean, normalized), and our ONNX artifact pooled that way gives sentence-transformers'
+    vectors for the original model."""
+    from sentence_transformers import SentenceTransformer
+
+    from exporters.minilm import model_dir
+    from runtimes.artifact import read_manifest
+    from runtimes.pipeline import load_pipeline
+    from runtimes.tasks.feature_extraction import pooling_config
+
+    path = default_artifact("feature-extraction")
+    pooling = pooling_config(read_manifest(path))
+    assert pooling["mode"] == "mean" and pooling["normalize"] is True and "all-MiniLM-L6-v2" in pooling["from"]
+    texts = list(SENTENCES[:4])
+    want = SentenceTransformer(str(model_dir()), device="cpu").encode(texts)
+    pipe = load_pipeline(path)
+    try:
+        got = np.stack([pool(np.asarray(pipe(t)[0], dtype=np.float32), pooling) for t in texts])
+    finally:
+        pipe.runtime.close()
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)

@@ -149,7 +149,15 @@ class ServedModel:
                 "inputs": [_tensor_meta(t.name, TYPES[t.dtype], t.dims) for t in self.manifest.inputs],
                 "outputs": [_tensor_meta(t.name, TYPES[t.dtype], t.dims) for t in self.manifest.outputs],
                 "parameters": {"task": self.manifest.task, "precision": self.manifest.precision,
-                               "text_inputs": [n for n, _ in self.text_inputs], "parity": self.judged}}
+                               "text_inputs": [n for n, _ in self.text_inputs], "parity": self.judged,
+                               **self._pooling()}}
+
+    def _pooling(self) -> dict:
+        if self.manifest.task != "feature-extraction":
+            return {}
+        from ..tasks.feature_extraction import pooling_config
+
+        return {"pooling": pooling_config(self.manifest)}
 
     def triton_config(self) -> dict:
         """Triton's model configuration JSON (max_batch_size > 0: dims exclude the batch axis)."""

@@ -1,6 +1,8 @@
 """Why OpenVINO's dynamic-shape model loses on real text: one OpenVINO IR artifact at fixed batch-1 shapes, dynamic
 against a static model compiled for that shape, then the dynamic model fed texts of random lengths (a new shape
-nearly every call). `python -m benchmarks.ov_shapes ARTIFACT [ARTIFACT...]`; docs/optimize/README.md."""
+nearly every call). `--batches`: how a service's batches (every size 1-16, bucketed lengths) should be compiled,
+interleaved call by call: the dynamic model, one model per (batch, bucket), or one per bucket with the batch axis
+dynamic. `python -m benchmarks.ov_shapes ARTIFACT [ARTIFACT...] [--batches]`; docs/optimize/README.md."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 
-def feed(length: int) -> dict:
-    ids = np.random.default_rng(0).integers(1000, 30000, size=(1, length)).astype(np.int64)
+def feed(length: int, batch: int = 1) -> dict:
+    ids = np.random.default_rng(0).integers(1000, 30000, size=(batch, length)).astype(np.int64)
     ids[:, 0], ids[:, -1] = 101, 102
     return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
 
@@ -27,6 +29,34 @@ def median_ms(request, f, n: int) -> float:
     return float(np.median(ts) * 1e3)
 
 
+def batch_profile(core, model, cfg, calls: int) -> str:
+    """ms per call over mixed (batch, bucket) shapes, the three compile strategies interleaved call by call."""
+    rng = np.random.default_rng(2)
+    shapes = [(int(rng.choice([1, 2, 3, 4, 6, 8, 12, 16])), int(rng.choice([16, 32, 64]))) for _ in range(calls)]
+
+    def compiled(shape):
+        m = model.clone()
+        if shape is not None:
+            m.reshape({"input_ids": list(shape), "attention_mask": list(shape)})
+        return core.compile_model(m, "CPU", cfg).create_infer_request()
+
+    dyn = compiled(None)
+    per_bucket = {n: compiled((-1, n)) for _, n in shapes}
+    per_shape = {s: compiled(s) for s in set(shapes)}
+    ways = {"dynamic": lambda b, n: dyn, f"per (batch, bucket), {len(per_shape)} models": lambda b, n: per_shape[(b, n)],
+            f"per bucket, batch dynamic, {len(per_bucket)} models": lambda b, n: per_bucket[n]}
+    spent = dict.fromkeys(ways, 0.0)
+    for rep in range(2):  # the first pass warms every model and shape up; the second is timed
+        for b, n in shapes:
+            f = feed(n, b)
+            for way, pick in ways.items():
+                r = pick(b, n)
+                t = time.perf_counter()
+                r.infer(f)
+                spent[way] += (time.perf_counter() - t) * rep
+    return "mixed batches: " + ", ".join(f"{w} {t / len(shapes) * 1e3:.2f}" for w, t in spent.items()) + " ms a call"
+
+
 def main(argv=None) -> int:
     import openvino as ov
 
@@ -38,6 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("artifact", type=Path, nargs="+")
     p.add_argument("--lengths", default="16,32,64,128")
     p.add_argument("--calls", type=int, default=80)
+    p.add_argument("--batches", action="store_true", help="also the mixed-batch profile (a service's batches)")
     a = p.parse_args(argv)
     cpu = cpu_info()
     print(f"{cpu['model']} ({cpu_class(cpu)}), openvino {ov.get_version()}")
@@ -58,6 +89,8 @@ def main(argv=None) -> int:
         for n in lengths:
             dyn.infer(feed(int(n)))
         cells.append(f"random lengths 10-60: dynamic {(time.perf_counter() - t) / len(lengths) * 1e3:.2f} ms a call")
+        if a.batches:
+            cells.append(batch_profile(core, model, cfg, a.calls))
         print(f"{path.name}: " + "; ".join(cells))
     return 0
 

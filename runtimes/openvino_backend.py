@@ -111,7 +111,12 @@ class OpenVinoRuntime(Runtime):
     def _requests(self, feed: dict[str, np.ndarray]) -> list:
         if not self.static:
             return self.requests
-        return self._compiled_for(tuple(feed[t.name].shape for t in self.manifest.inputs))[1]
+        shapes = tuple(feed[t.name].shape for t in self.manifest.inputs)
+        if self.buckets and shapes[0][0] > 1:
+            # batches: one model per bucket with the batch (and choices) axes dynamic, not one per (batch, bucket):
+            # a service's batches come in every size (measured: docs/optimize/README.md)
+            shapes = tuple((-1,) * (len(s) - 1) + s[-1:] for s in shapes)
+        return self._compiled_for(shapes)[1]
 
     def _run(self, request) -> dict[str, np.ndarray]:
         return {name: np.asarray(request.get_tensor(name).data, dtype=np.float32).copy() for name, _ in self.outputs}

@@ -318,16 +318,20 @@ def test_bucket_padding_gives_the_dynamic_models_answers(task, tiny_openvino, tm
     try:
         assert st.describe()["static_shapes"] is True and st.describe()["sequence_buckets"][0] == 16
         rng = np.random.default_rng(0)
-        for length in (5, 16, 21):
-            shape = (2, 2, length) if task == "multiple-choice" else (2, length)
-            ids = rng.integers(1000, 30000, size=shape).astype(np.int64)
-            mask = np.ones_like(ids)
-            mask[0, ..., length - 2:] = 0  # a padded row too
-            feed = {"input_ids": ids, "attention_mask": mask}
-            a, b = dyn.infer(feed), st.infer(feed)
-            for k in a:
-                assert a[k].shape == b[k].shape, (k, length)
-                np.testing.assert_allclose(a[k], b[k], atol=1e-4, rtol=1e-4)
+        for batch in (1, 2, 3):
+            for length in (5, 16, 21):
+                shape = (batch, 2, length) if task == "multiple-choice" else (batch, length)
+                ids = rng.integers(1000, 30000, size=shape).astype(np.int64)
+                mask = np.ones_like(ids)
+                mask[0, ..., length - 2:] = 0  # a padded row too
+                feed = {"input_ids": ids, "attention_mask": mask}
+                a, b = dyn.infer(feed), st.infer(feed)
+                for k in a:
+                    assert a[k].shape == b[k].shape, (k, length)
+                    np.testing.assert_allclose(a[k], b[k], atol=1e-4, rtol=1e-4)
+        # batches of 2 and 3 share one model per bucket (batch axis dynamic); batch 1 has its own static ones
+        batch_models = [k for k in st.compiled_by_shape if k is not None and k[0][0] == -1]
+        assert sorted(k[0][-1] for k in batch_models) == [16, 32]
     finally:
         dyn.close(), st.close()
 

@@ -128,8 +128,10 @@ class ServedModel:
         self.ready = True
 
     def warm_up(self) -> None:
-        """Every instance over the length buckets (one row each, and a full batch of short rows)."""
-        shapes = [(1, n) for n in WARMUP_LENGTHS if n <= self.max_length] + [(self.cfg.max_batch_size, 32)]
+        """Every instance over the length buckets (one row and two rows each, which compiles a bucketed OpenVINO
+        artifact's batch-1 and batch models), and a full batch of short rows."""
+        lengths = [n for n in WARMUP_LENGTHS if n <= self.max_length]
+        shapes = [(b, n) for b in sorted({1, min(2, self.max_rows)}) for n in lengths] + [(self.cfg.max_batch_size, 32)]
         choices = (2,) if self.head.multiple_choice else ()
         for rt in self.runtimes:
             for b, n in shapes:

@@ -138,6 +138,15 @@ export-triton: $(STAMP)
 		$(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(TRITON_SRC)
 	$(BIN)/distilbert-deploy export-triton $(TRITON_ARTIFACTS) --out $(TRITON_OUT) $(TRITON_ARGS)
 
+# OIP v2 gRPC stubs (runtimes/serving/oip_grpc/*_pb2*.py, committed) from the vendored Triton protos. grpcio-tools
+# goes into the cache, not the venv: 1.81.1's protoc emits the protobuf 6.33 code that the venv's protobuf 6 and
+# tritonclient[grpc] need (later ones emit and install protobuf 7).
+GRPC_TOOLS ?= grpcio-tools==1.81.1
+.PHONY: grpc-stubs
+grpc-stubs: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --target $(DISTILBERT_DEPLOY_CACHE)/grpc-tools '$(GRPC_TOOLS)'
+	PYTHONPATH=$(DISTILBERT_DEPLOY_CACHE)/grpc-tools $(BIN)/python -m runtimes.serving.oip_grpc.generate
+
 # A real Triton server for the --python-runtime repository: nvidia-pytriton bundles tritonserver (python backend
 # only) and pins numpy 1.26, so it lives in its own venv with this project (core + onnxruntime + openvino) installed
 # for the python models. `make test` builds it (tests/test_triton.py serves a repository with it).

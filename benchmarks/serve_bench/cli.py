@@ -41,7 +41,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--texts", type=int, help="held-out tweets to cycle through (default 2000: all)")
     p.add_argument("--port", type=int, help="server port on 127.0.0.1 (default: a free one)")
     p.add_argument("--peer", action="append", default=[],
-                   help="also measure ray-1, ray-2 (Ray Serve replicas), triton (the bundled tritonserver); "
+                   help="also measure ray-1, ray-2 (Ray Serve replicas), triton (the bundled tritonserver), kserve, "
+                        "kserve-grpc (KServe ModelServer, REST / gRPC), infinity (infinity-emb, optimum engine); "
                         "repeatable or comma-separated; none = our service only (default: none)")
     p.add_argument("--quick", action="store_true", help="short steps and few texts (CI smoke test)")
     p.add_argument("--out", type=Path, default=Path("reports/serve-bench"))
@@ -107,6 +108,34 @@ def cmd_run(a) -> int:
     paths = write_all(d, cfg.out, cfg.name)
     print(to_markdown(d))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if rep.failures:  # written first: the report shows them as rows; the exit status says it too
+        from .runner import ServeBenchError
+
+        raise ServeBenchError(f"{len(rep.failures)} peer(s) asked for could not be measured: "
+                              + "; ".join(f"{f.label}: {f.error.splitlines()[0][:300]}" for f in rep.failures)
+                              + f" (see {paths['md']})")
+    return 0
+
+
+def cmd_realsize(a) -> int:
+    from .realsize import RealSizeConfig, quick, run_realsize, to_markdown, write
+
+    peers = tuple(x for p in a.peer for x in p.split(",") if x.strip() and x.strip() != "none")
+    over = {k: v for k, v in dict(tokens=a.tokens, texts=a.texts, warmup_s=a.warmup_s,
+                                  duration_s=a.duration_s).items() if v is not None}
+    cfg = RealSizeConfig(artifact=a.artifact, peers=peers, out=a.out, name=a.name, command=a.cmdline or _command(),
+                         **over)
+    if a.quick:
+        cfg = quick(cfg)
+    d = run_realsize(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
+    paths = write(d, cfg.out, cfg.name)
+    print(to_markdown(d))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if d["failures"]:
+        from .runner import ServeBenchError
+
+        raise ServeBenchError("real-size case: " + "; ".join(f"{f['label']} could not be measured" for f in
+                                                              d["failures"]) + f" (see {paths['md']})")
     return 0
 
 
@@ -125,6 +154,20 @@ def add_parsers(sub) -> None:
     r = actions.add_parser("run", help="run the service load benchmark")
     add_run_args(r)
     r.set_defaults(run=cmd_run)
+    q = actions.add_parser("realsize", help="the real-size case: dim-768 DistilBERT at 16..128 tokens, c=1, with "
+                                            "plain transformers alongside")
+    q.add_argument("artifact", type=Path, help="a text-classification artifact of a dim-768 DistilBERT (default "
+                                               "model: artifacts/base-random/text-classification/onnxruntime-fp32)")
+    q.add_argument("--tokens", type=_ints, help="token counts, [CLS] and [SEP] included (default 16,32,64,128)")
+    q.add_argument("--texts", type=int, help="texts per token count (default 32)")
+    q.add_argument("--warmup-s", type=float, help="seconds of warm-up per step (default 2)")
+    q.add_argument("--duration-s", type=float, help="measured seconds per step (default 8)")
+    q.add_argument("--peer", action="append", default=[], help="also measure infinity, kserve, kserve-grpc at c=1")
+    q.add_argument("--quick", action="store_true", help="short steps (smoke test)")
+    q.add_argument("--out", type=Path, default=Path("reports/serve-bench"))
+    q.add_argument("--name", default="realsize", help="writes OUT/NAME.{json,md}")
+    q.add_argument("--cmdline", help=argparse.SUPPRESS)
+    q.set_defaults(run=cmd_realsize)
     n = actions.add_parser("render", help="re-render REPORT.json's Markdown and PNG")
     n.add_argument("report", type=Path)
     n.add_argument("--out", type=Path, help="directory (default: beside the report)")

@@ -8,9 +8,11 @@ from runtimes.errors import ConfigError
 
 HOST = "127.0.0.1"  # the only address the benchmark ever talks to
 MODEL_NAME = "bench"  # the name the served model gets (--name)
-# other engines under the same load: the same app on Ray Serve with 1 or 2 replicas (.venv-ray), and Triton (the
-# bundled tritonserver, .venv-triton) serving the --python-runtime repository through its text ensemble
-PEERS = ("ray-1", "ray-2", "triton")
+# other engines under the same load (benchmarks/serve_bench/peers.py), each from its own venv: the same app on Ray
+# Serve with 1 or 2 replicas (.venv-ray); Triton (the bundled tritonserver, .venv-triton) serving the --python-runtime
+# repository through its text ensemble; KServe's ModelServer with a kserve.Model over our runtime, over REST and over
+# gRPC (.venv-kserve); infinity-emb --engine optimum on the same ONNX model (.venv-infinity)
+PEERS = ("ray-1", "ray-2", "triton", "kserve", "kserve-grpc", "infinity")
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,11 @@ import numpy as np
 from runtimes.artifact import read_manifest
 from runtimes.errors import ConfigError, DeployError
 
+from . import peers
 from .config import HOST, MODEL_NAME, ServeBenchConfig
-from .report import (BATCHING, NO_BATCHING, P50_SLACK_MS, Ceiling, Paired, ServeBenchReport, ServerRun, Step, judge,
-                     paired_stats, peer_targets)
+from .peers import serve_args
+from .report import (BATCHING, NO_BATCHING, P50_SLACK_MS, Ceiling, Paired, PeerFailure, ServeBenchReport, ServerRun,
+                     Step, judge, paired_stats, peer_targets)
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -137,6 +139,7 @@ def summarize_step(doc: dict, concurrency: int) -> dict:
             "throughput_rps": float(done.sum() / window) if window > 0 else 0.0, "mean_ms": float(m.mean()),
             "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "max_ms": float(m.max()),
             "budget_exhausted": bool(doc.get("budget_exhausted", False)),
+            "error_messages": tuple(doc.get("error_messages", ())),
             "latencies_ms": tuple(round(float(x), 3) for x in m)}
 
 
@@ -146,20 +149,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def serve_args(cfg: ServeBenchConfig, max_batch_size: int, port: int) -> list[str]:
-    """The serve command line (without the executable)."""
-    args = ["serve", str(cfg.artifact), "--name", MODEL_NAME, "--host", HOST, "--port", str(port),
-            "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", f"{cfg.queue_delay_ms:g}",
-            "--max-queue", str(cfg.max_queue), "--instances", str(cfg.instances)]
-    if cfg.threads is not None:
-        args += ["--threads", str(cfg.threads)]
-    if not cfg.spin:
-        args += ["--no-spin"]
-    if cfg.max_padding is not None:
-        args += ["--max-padding", f"{cfg.max_padding:g}"]
-    return args
 
 
 def process_cpu_s(pid: int) -> float | None:
@@ -222,47 +211,30 @@ class Server:
     """`distilbert-deploy serve` as a subprocess on 127.0.0.1: started, ready, stopped with SIGTERM (killed only
     when it does not exit in time). Use as a context manager so it never outlives the run."""
 
-    def __init__(self, cfg: ServeBenchConfig, max_batch_size: int, log_path: Path, peer: str | None = None):
-        self.cfg, self.port, self.peer = cfg, cfg.port or free_port(), peer
-        self.url = f"http://{HOST}:{self.port}"
-        exe = Path(sys.executable).with_name("distilbert-deploy")
-        head = [str(exe)] if exe.is_file() else [sys.executable, "-c",
-                                                "import sys; from distilbert_deploy.cli import main; sys.exit(main())"]
-        self.argv = head + serve_args(cfg, max_batch_size, self.port)
-        self.command = " ".join(["distilbert-deploy", *serve_args(cfg, max_batch_size, self.port)])
-        self.env, self.engine, self.model = {}, "distilbert-deploy serve", MODEL_NAME
-        if peer and peer.startswith("ray-"):
-            replicas = peer.split("-")[1]
-            args = [*serve_args(cfg, max_batch_size, self.port), "--engine", "ray", "--replicas", replicas]
-            self.argv = [str(REPO / ".venv-ray" / "bin" / "distilbert-deploy"), *args]
-            self.command = " ".join([".venv-ray/bin/distilbert-deploy", *args])
-            self.engine = f"Ray Serve, {replicas} replica(s)"
-        elif peer == "triton":
-            from exporters.triton_repo import TritonExportConfig, export_triton
-
-            from ..triton_server import server_command
-
-            repo = log_path.parent / "repository"
-            export_triton(TritonExportConfig(artifacts=(cfg.artifact,), out=repo, names=(MODEL_NAME,),
-                                             max_batch_size=max_batch_size, instances=cfg.instances,
-                                             python_runtime=True, max_queue_delay_us=int(cfg.queue_delay_ms * 1000)))
-            self.argv, self.env, version = server_command(repo, log_path.parent, self.port, free_port())
-            self.command = (f"distilbert-deploy export-triton ARTIFACT --python-runtime --max-batch-size "
-                            f"{max_batch_size} --max-queue-delay-us {int(cfg.queue_delay_ms * 1000)}; tritonserver "
-                            f"--model-repository REPO (nvidia-pytriton {version}'s bundled binary)")
-            self.engine, self.model = "Triton (python backend: this project's runtime; text ensemble)", f"{MODEL_NAME}-text"
+    def __init__(self, cfg: ServeBenchConfig, max_batch_size: int, log_path: Path, peer: str | None = None,
+                 task: str = "text-classification"):
+        self.cfg, self.peer = cfg, peer
+        self.port = cfg.port if cfg.port and peer is None else free_port()
+        self.launch = peers.launch(cfg, peer, max_batch_size, log_path.parent, self.port, free_port(), task)
+        self.url, self.argv, self.command = self.launch.url, self.launch.argv, self.launch.command
+        self.engine, self.model, self.env = self.launch.engine, self.launch.model, self.launch.env
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.ready_s = None
         self.exit_code: int | None = None
+        self.sockets: list = []
 
     def __enter__(self) -> "Server":
         self.log = open(self.log_path, "wb")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         started = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.launch.cwd,
+                                     env=env)
         try:
             self._wait_ready(started)
+            from .cli import private_network
+
+            self.sockets = peers.check_loopback(self.engine, process_tree(self.proc.pid), private_network())
         except BaseException:
             self.stop()
             raise
@@ -276,7 +248,7 @@ class Server:
                 raise ServeBenchError(f"the server exited with code {self.proc.returncode} before it was ready: "
                                       f"`{self.command}`. Its log:\n{self.log_tail()}")
             try:
-                if _http_get(self.url + "/v2/health/ready", timeout=2)[0] == 200:
+                if _http_get(self.url + self.launch.ready_path, timeout=2)[0] == 200:
                     return
             except (OSError, urllib.error.URLError):
                 pass
@@ -452,7 +424,8 @@ def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path
     stats_csv = work / f"c{concurrency}-stats.csv"
     samples = work / f"c{concurrency}-samples.json"
     env = {**os.environ, "SERVE_BENCH_TEXTS": str(texts_path), "SERVE_BENCH_MODEL": server.model,
-           "SERVE_BENCH_PROTOCOL": "oip-text" if server.peer == "triton" else "task",
+           "SERVE_BENCH_PROTOCOL": server.launch.protocol,
+           "SERVE_BENCH_GRPC_TARGET": f"{HOST}:{server.launch.grpc_port}",
            "SERVE_BENCH_WARMUP_S": repr(cfg.warmup_s), "SERVE_BENCH_DURATION_S": repr(cfg.duration_s),
            "SERVE_BENCH_MAX_REQUESTS": str(cfg.max_requests), "SERVE_BENCH_SAMPLES": str(samples),
            "SERVE_BENCH_STATS_CSV": str(stats_csv)}
@@ -486,11 +459,11 @@ def run_step(cfg: ServeBenchConfig, server: Server, concurrency: int, texts_path
 
 def run_config(cfg: ServeBenchConfig, label: str, max_batch_size: int, texts_path: Path, work: Path,
                log: Callable[[str], None], paired_texts: list[str] | None = None,
-               peer: str | None = None) -> tuple[ServerRun, Paired | None]:
+               peer: str | None = None, task: str = "text-classification") -> tuple[ServerRun, Paired | None]:
     """One server: started, (paired_texts given: the paired c=1 measurement first), the locust steps, SIGTERM."""
     work.mkdir(parents=True, exist_ok=True)
     paired = None
-    with Server(cfg, max_batch_size, work / "server.log", peer) as server:
+    with Server(cfg, max_batch_size, work / "server.log", peer, task) as server:
         log(f"{label}: server ready in {server.ready_s:.1f} s ({server.command})")
         if paired_texts is not None:
             paired = measure_paired(cfg, server, paired_texts, label)
@@ -510,7 +483,18 @@ def run_config(cfg: ServeBenchConfig, label: str, max_batch_size: int, texts_pat
     if code != 0:
         log(f"{label}: the server exited with {code if code is not None else 'no code (killed)'} after SIGTERM")
     return ServerRun(label, max_batch_size, server.command, server.ready_s, code, tuple(steps), server.engine,
-                     rss), paired
+                     rss, served=server.launch.served, note=server.launch.note,
+                     listening=tuple(f"{a}:{p}" for a, p in server.sockets)), paired
+
+
+def run_peer(cfg: ServeBenchConfig, peer: str, texts_path: Path, work: Path, log: Callable[[str], None],
+             task: str) -> ServerRun | PeerFailure:
+    """A peer's run, or why it could not be measured (a failure is a row of the report, never a missing one)."""
+    try:
+        return run_config(cfg, peer, cfg.batch_size, texts_path, work, log, peer=peer, task=task)[0]
+    except DeployError as e:
+        log(f"{peer}: FAILED: {e}")
+        return PeerFailure(peer, f"{type(e).__name__}: {e}")
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -527,10 +511,14 @@ def heldout_texts(n: int) -> list[str]:
 
 def check_artifact(cfg: ServeBenchConfig):
     m = read_manifest(cfg.artifact)  # ArtifactError with the fix when it is not an artifact
-    if m.task != "text-classification":
+    if m.task not in peers.TASK_PEERS:
         raise ConfigError(f"the service benchmark sends one tweet per request and checks a text-classification "
-                          f"answer; '{cfg.artifact}' is a {m.task} artifact. Fix: pass a text-classification "
-                          f"artifact, e.g. artifacts/default/text-classification/onnxruntime-fp32")
+                          f"answer or one embedding; '{cfg.artifact}' is a {m.task} artifact. Fix: pass a "
+                          f"text-classification or feature-extraction artifact, e.g. "
+                          f"artifacts/default/text-classification/onnxruntime-fp32")
+    if bad := [p for p in cfg.peers if p not in peers.TASK_PEERS[m.task]]:
+        raise ConfigError(f"peer(s) {', '.join(bad)} are measured on text-classification only; '{cfg.artifact}' is "
+                          f"a {m.task} artifact. Fix: --peer {','.join(peers.TASK_PEERS[m.task])} or none")
     rows = int(m.shape_profile["max"]["batch"])
     if cfg.batch_size > rows:
         raise ConfigError(f"batch_size {cfg.batch_size} is over what '{cfg.artifact}' accepts ({rows} rows). Fix: "
@@ -564,25 +552,35 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
         work = Path(tmp)
         texts_path = work / "texts.json"
         texts_path.write_text(json.dumps(texts, ensure_ascii=False))
-        ceilings = [measure_ceiling(cfg, texts, "before")]
-        log(f"in-process ceiling: {_modes(ceilings[0])}")
-        on, paired = run_config(cfg, BATCHING, cfg.batch_size, texts_path, work / BATCHING, log, paired_texts=texts)
-        off, _ = run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)
-        runs = [on, off]
-        for peer in cfg.peers:
-            runs.append(run_config(cfg, peer, cfg.batch_size, texts_path, work / peer, log, peer=peer)[0])
-        ceilings.append(measure_ceiling(cfg, texts, "after"))
-        log(f"in-process ceiling again: {_modes(ceilings[1])}")
+        cls = m.task == "text-classification"  # feature-extraction: our /v1/embeddings and the peers only
+        ceilings = [measure_ceiling(cfg, texts, "before")] if cls else []
+        if ceilings:
+            log(f"in-process ceiling: {_modes(ceilings[0])}")
+        on, paired = run_config(cfg, BATCHING, cfg.batch_size, texts_path, work / BATCHING, log,
+                                paired_texts=texts if cls else None, task=m.task)
+        runs = [on]
+        if cls:
+            runs.append(run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)[0])
+        measured = [run_peer(cfg, peer, texts_path, work / peer, log, m.task) for peer in cfg.peers]
+        runs += [r for r in measured if isinstance(r, ServerRun)]
+        failures = [r for r in measured if isinstance(r, PeerFailure)]
+        if cls:
+            ceilings.append(measure_ceiling(cfg, texts, "after"))
+            log(f"in-process ceiling again: {_modes(ceilings[1])}")
     environment["load_average_end"] = envmod.cpu_info()["load_average_1_5_15"]
     run_dicts = [asdict(r) for r in runs]
-    targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue, asdict(paired)) + peer_targets(run_dicts)
+    fails = [asdict(f) for f in failures]
+    targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue, asdict(paired) if paired else None,
+                    task=m.task) + peer_targets(run_dicts, fails)
     notes = [f"{r.label}: the server exited with {r.exit_code if r.exit_code is not None else 'no code (killed)'} "
              f"after SIGTERM (expected 0)" for r in runs if r.exit_code != 0]
     notes += [f"{r.label} c={s.concurrency}: the step stopped on its request budget ({cfg.max_requests}) before "
               f"its time" for r in runs for s in r.steps if s.budget_exhausted]
     notes += [f"{r.label} c={s.concurrency}: errors by kind (server): {s.server['errors']}"
               for r in runs for s in r.steps if s.server.get("errors")]
-    if paired.connections > 1:
+    notes += [f"{r.label} c={s.concurrency}: {s.errors} failed requests; the first: {s.error_messages[0]}"
+              for r in runs for s in r.steps if s.errors and s.error_messages]
+    if paired and paired.connections > 1:
         notes.append(f"paired c=1 measurement: {paired.connections} connections were opened (a failed exchange "
                      f"closes the connection; 1 means one keep-alive connection throughout)")
     threads = f"--threads {cfg.threads}" if cfg.threads else "the backend's default intra-op threads"
@@ -603,7 +601,8 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
                        "exchange): throughput = successful answers completed in the measured window (end of "
                        "warm-up to the last answer) / its length; p50/p90/p99 over the requests started in the "
                        f"window (numpy `{PERCENTILE_METHOD}`); errors = failed requests (HTTP status other than 200 "
-                       "or not a text-classification answer) over the whole step, warm-up included. The locust c=1 "
+                       "or not a text-classification answer / one embedding) over the whole step, warm-up included. "
+                       "Each engine is driven in its own protocol (the peers table says which). The locust c=1 "
                        "step is reported like the others, but the c=1 latency target is judged on the paired "
                        "measurement below, not on it",
             "ceiling": f"in-process `runtimes.pipeline.load_pipeline(artifact, RuntimeOptions(threads="
@@ -612,7 +611,7 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
                        f"corpus order; one text per call; all texts in one call, which the pipeline sorts by length "
                        f"before batching), and the one-text p50; at least {cfg.ceiling_min_time_s:g} s and "
                        f"{cfg.ceiling_min_iters} calls each (one call for all texts at once), once before and once "
-                       f"after the service runs; the c=16 target uses the higher throughput of the two. Its one-text "
+                       f"after the service runs; the c=64 target uses the higher throughput of the two. Its one-text "
                        f"p50 is reported for reference only: measured minutes away from the service, it is not what "
                        f"the c=1 target is judged on",
             "paired": f"the c=1 latency target's figures: while the {BATCHING} server is up ({PAIRED_WHEN}), this "
@@ -627,8 +626,8 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
                       f"met when service p50 <= in-process p50 + {P50_SLACK_MS:g} ms",
         },
         load={"tool": "locust", "version": importlib.metadata.version("locust"), "user_class": "FastHttpUser",
-              "endpoint": f"/v1/models/{MODEL_NAME}/predict", "texts": len(texts),
+              "endpoint": f"/v1/models/{MODEL_NAME}/predict" if cls else "/v1/embeddings", "texts": len(texts),
               "text_source": "exporters.tweets.split()[1], the held-out split, in its order",
               "mean_chars": float(np.mean([len(t) for t in texts]))},
         environment=environment, ceilings=tuple(ceilings), runs=tuple(runs), targets=tuple(targets), paired=paired,
-        notes=tuple(notes))
+        notes=tuple(notes), failures=tuple(failures))

@@ -52,7 +52,7 @@ export-onnx: $(STAMP)
 # make test-fast: unit tests and the tiny-model paths in .venv alone: no other venv, server, emulation or engine
 # build, no accuracy search (the markers in pyproject.toml). Run it before every commit.
 PYTEST_ARGS ?=
-FAST_MARKERS := not (slow or search or server or emulated or arm64 or ray or triton or tf4 or inc or tensorrt or gpu)
+FAST_MARKERS := not (slow or search or server or emulated or arm64 or ray or triton or kserve or infinity or tf4 or inc or tensorrt or gpu)
 test: $(STAMP) $(TF4_STAMP)
 	$(BIN)/python -m pytest --durations=40 $(PYTEST_ARGS)
 
@@ -163,20 +163,53 @@ $(TRITON_STAMP): pyproject.toml
 test: $(TRITON_STAMP)
 
 # Ray Serve (`distilbert-deploy serve --engine ray`): its own venv, because Ray installs protobuf 7 and the main
-# venv's tritonclient[grpc] needs protobuf < 7. `make test` builds it (tests/test_ray_serve.py runs it inside a
-# private network namespace: Ray's internal servers bind the host address even when asked for loopback).
+# venv's tritonclient[grpc] needs protobuf < 7; with openvino, for the demo's OpenVINO winner in `make bench-serve`.
+# `make test` builds it (tests/test_ray_serve.py runs it inside a private network namespace: Ray's internal servers
+# bind the host address even when asked for loopback).
 VENV_RAY ?= .venv-ray
-RAY_STAMP := $(VENV_RAY)/.installed-ray
+RAY_STAMP := $(VENV_RAY)/.installed-ray-openvino
 .PHONY: venv-ray
 venv-ray: $(RAY_STAMP)
 
 $(RAY_STAMP): pyproject.toml
 	@test -x $(VENV_RAY)/bin/python || $(PYTHON) -m venv $(VENV_RAY)
 	$(VENV_RAY)/bin/python -m pip install -q --upgrade pip
-	$(VENV_RAY)/bin/python -m pip install -q -e '.[ort,serve,ray]'
+	$(VENV_RAY)/bin/python -m pip install -q -e '.[ort,serve,ray]' openvino
 	@touch $@
 
 test: $(RAY_STAMP)
+
+# KServe ModelServer (a bench-serve peer: benchmarks/serve_bench/kserve_model.py serves our artifact through a
+# kserve.Model that calls runtimes.pipeline): its own venv with kserve 0.21 and this project (core + onnxruntime +
+# openvino, for the demo's OpenVINO winner), no torch. About a minute from a warm pip cache. `make test` builds it
+# (tests/test_kserve_peer.py starts it on 127.0.0.1).
+VENV_KSERVE ?= .venv-kserve
+KSERVE_STAMP := $(VENV_KSERVE)/.installed-kserve
+.PHONY: venv-kserve
+venv-kserve: $(KSERVE_STAMP)
+
+$(KSERVE_STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
+	@test -x $(VENV_KSERVE)/bin/python || $(PYTHON) -m venv $(VENV_KSERVE)
+	$(VENV_KSERVE)/bin/python -m pip install -q --upgrade pip
+	$(VENV_KSERVE)/bin/python -m pip install -q -c $(TORCH_CONSTRAINTS) 'kserve==0.21.0' openvino -e '.[ort]'
+	@touch $@
+
+test: $(KSERVE_STAMP)
+
+# infinity-emb (a bench-serve peer, `--engine optimum` on the same ONNX model): its own venv. The CPU torch goes in
+# first from TORCH_CONSTRAINTS, or its extras pull a 5.8 GB CUDA build; several GB all the same, so only
+# `make bench-serve` builds it (not `make test`, not CI). tests/test_infinity_peer.py uses it where it exists.
+VENV_INFINITY ?= .venv-infinity
+INFINITY_STAMP := $(VENV_INFINITY)/.installed-infinity
+.PHONY: venv-infinity
+venv-infinity: $(INFINITY_STAMP)
+
+$(INFINITY_STAMP): $(TORCH_CONSTRAINTS)
+	@test -x $(VENV_INFINITY)/bin/python || $(PYTHON) -m venv $(VENV_INFINITY)
+	$(VENV_INFINITY)/bin/python -m pip install -q --upgrade pip
+	$(VENV_INFINITY)/bin/python -m pip install -q -c $(TORCH_CONSTRAINTS) torch
+	$(VENV_INFINITY)/bin/python -m pip install -q -c $(TORCH_CONSTRAINTS) 'infinity-emb[server,optimum]==0.0.78'
+	@touch $@
 
 # Intel Neural Compressor: its own venv, because onnx-neural-compressor pins numpy 1.x and needs the undeclared
 # prettytable and scipy. No project install, no torch: quantization/inc.py (main venv) tokenizes everything and runs
@@ -256,21 +289,47 @@ serve: $(STAMP)
 # Service load benchmark (benchmarks/serve_bench; docs/serve-bench/README.md): headless locust on 127.0.0.1 drives
 # `distilbert-deploy serve` with held-out tweets at concurrency 1, 4, 16 and 64, batching on (--max-batch-size 16)
 # against off (--max-batch-size 1), with the in-process pipeline on the same texts as the ceiling, and judges the
-# issue's targets in that one run. Variables: MODEL, TASK (a text-classification artifact; default: the ONNX fp32
-# artifact of MODEL/TASK, exported first when missing), QUICK=1 (short steps, CI), SERVE_BENCH_OUT, SERVE_BENCH_ARGS
-# (more flags, see `python -m benchmarks.serve_bench run -h`). Writes $(SERVE_BENCH_OUT)/serve-bench.{json,md,png}.
+# issue's targets in that one run. SERVE_BENCH_RUNS (default all four), each writing $(SERVE_BENCH_OUT)/NAME.{json,md,png}:
+# - fp32: the ONNX fp32 artifact of MODEL/TASK (exported first when missing), peers SERVE_BENCH_FP32_PEERS (none);
+# - optimized: the fastest verified artifact, the one `make demo` selects (artifacts/MODEL/TASK/optimized, built by
+#   `make demo` when missing), with the peers SERVE_BENCH_PEERS under the same load; the peer targets are judged here;
+# - embeddings: MODEL's feature-extraction ONNX fp32 artifact, our /v1/embeddings against infinity's /embeddings;
+# - realsize: a dim-768 DistilBERT (REAL_MODEL, default base-random) at 16/32/64/128 tokens, c=1, with plain
+#   transformers alongside and infinity when it is a peer (`python -m benchmarks.serve_bench realsize -h`).
+# Every peer runs from its own venv, built here for the peers named: .venv-ray, .venv-triton, .venv-kserve and
+# .venv-infinity (several GB; only this target builds it). A peer asked for that cannot be measured is a row of the
+# report and makes the target exit 2 (after every run). QUICK=1: short steps (smoke test); SERVE_BENCH_ARGS: more
+# flags for the load runs (`python -m benchmarks.serve_bench run -h`); REALSIZE_ARGS for the real-size case.
 SERVE_BENCH_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
+SERVE_BENCH_FAST ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/optimized
+SERVE_BENCH_EMBED ?= $(ARTIFACTS_DIR)/$(MODEL)/feature-extraction/onnxruntime-fp32
+REAL_MODEL ?= base-random
+SERVE_BENCH_REAL ?= $(ARTIFACTS_DIR)/$(REAL_MODEL)/text-classification/onnxruntime-fp32
+SERVE_BENCH_RUNS ?= fp32 optimized embeddings realsize
 SERVE_BENCH_OUT ?= reports/serve-bench
 SERVE_BENCH_ARGS ?=
-# peers under the same load (.venv-ray, .venv-triton; the Ray ones run the whole benchmark in a private network
-# namespace, as root); SERVE_BENCH_PEERS=none for our service alone
-SERVE_BENCH_PEERS ?= ray-1,ray-2,triton
-SERVE_BENCH_CMD = make bench-serve MODEL=$(MODEL) TASK=$(TASK)$(if $(QUICK), QUICK=1)$(if $(filter command line,$(origin SERVE_BENCH_OUT)), SERVE_BENCH_OUT=$(SERVE_BENCH_OUT))$(if $(filter command line,$(origin SERVE_BENCH_PEERS)), SERVE_BENCH_PEERS=$(SERVE_BENCH_PEERS))$(if $(SERVE_BENCH_ARGS), SERVE_BENCH_ARGS="$(SERVE_BENCH_ARGS)")
+REALSIZE_ARGS ?=
+# peers under the same load on the fastest artifact (the Ray ones run the whole benchmark in a private network
+# namespace, as root); none for our service alone
+SERVE_BENCH_PEERS ?= ray-1,ray-2,triton,kserve,kserve-grpc,infinity
+SERVE_BENCH_FP32_PEERS ?= none
+_SB_PEERS := $(subst $(comma), ,$(SERVE_BENCH_PEERS) $(SERVE_BENCH_FP32_PEERS))
+_SB_INFINITY := $(if $(filter infinity,$(_SB_PEERS)),infinity,none)
+SERVE_BENCH_CMD = make bench-serve MODEL=$(MODEL) TASK=$(TASK)$(if $(QUICK), QUICK=1)$(if $(filter command line,$(origin SERVE_BENCH_OUT)), SERVE_BENCH_OUT=$(SERVE_BENCH_OUT))$(if $(filter command line,$(origin SERVE_BENCH_PEERS)), SERVE_BENCH_PEERS=$(SERVE_BENCH_PEERS))$(if $(filter command line,$(origin SERVE_BENCH_RUNS)), SERVE_BENCH_RUNS="$(SERVE_BENCH_RUNS)")$(if $(SERVE_BENCH_ARGS), SERVE_BENCH_ARGS="$(SERVE_BENCH_ARGS)")
+_SB_RUN = $(BIN)/python -m benchmarks.serve_bench run $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
 .PHONY: bench-serve
-bench-serve: $(STAMP) $(if $(filter ray%,$(subst $(comma), ,$(SERVE_BENCH_PEERS))),$(RAY_STAMP)) $(if $(filter triton,$(subst $(comma), ,$(SERVE_BENCH_PEERS))),$(TRITON_STAMP))
+bench-serve: $(STAMP) $(if $(filter ray%,$(_SB_PEERS)),$(RAY_STAMP)) $(if $(filter triton,$(_SB_PEERS)),$(TRITON_STAMP)) \
+		$(if $(filter kserve%,$(_SB_PEERS)),$(KSERVE_STAMP)) $(if $(filter infinity,$(_SB_PEERS)),$(INFINITY_STAMP))
 	@test -f $(SERVE_BENCH_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(SERVE_BENCH_SRC)
-	$(BIN)/python -m benchmarks.serve_bench run $(SERVE_BENCH_SRC) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) \
-		--peer $(SERVE_BENCH_PEERS) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
+	$(if $(filter optimized,$(SERVE_BENCH_RUNS)),@test -f $(SERVE_BENCH_FAST)/manifest.json || $(BIN)/distilbert-deploy demo --model $(MODEL) --artifacts $(ARTIFACTS_DIR))
+	$(if $(filter embeddings,$(SERVE_BENCH_RUNS)),@test -f $(SERVE_BENCH_EMBED)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task feature-extraction --out $(SERVE_BENCH_EMBED))
+	$(if $(filter realsize,$(SERVE_BENCH_RUNS)),@test -f $(SERVE_BENCH_REAL)/manifest.json || $(BIN)/distilbert-deploy export --model $(REAL_MODEL) --task text-classification --out $(SERVE_BENCH_REAL))
+	rc=0; \
+	$(if $(filter fp32,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_SRC) --name fp32 --peer $(SERVE_BENCH_FP32_PEERS) || rc=2;) \
+	$(if $(filter optimized,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_FAST) --name optimized --peer $(SERVE_BENCH_PEERS) || rc=2;) \
+	$(if $(filter embeddings,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_EMBED) --name embeddings --peer $(_SB_INFINITY) || rc=2;) \
+	$(if $(filter realsize,$(SERVE_BENCH_RUNS)),$(BIN)/python -m benchmarks.serve_bench realsize $(SERVE_BENCH_REAL) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) --peer $(_SB_INFINITY) --cmdline '$(SERVE_BENCH_CMD)' $(REALSIZE_ARGS) || rc=2;) \
+	exit $$rc
 
 # Edge: the arm64 artifact judged on aarch64 (runtimes/arm64; docs/edge/README.md). arm64-env builds, without root,
 # an emulated aarch64 Python (a Debian trixie arm64 root filesystem unpacked from its .debs, the aarch64 onnxruntime

@@ -1,9 +1,9 @@
 """Markers -> one probe each -> one standard skip reason.
 
-Hardware and environment markers (gpu, ort_cuda, tensorrt, openvino, inc, arm64, ray, triton, tf4) and CPU feature markers
-(cpu_bf16, cpu_fp16, cpu_vnni, cpu_amx) are probed here, once per kind. REQUIRE_HW=gpu,tensorrt (or 'all') turns
-their skips into failures, so a GPU run cannot pass silently. DISTILBERT_DEPLOY_TEST_ABSENT=cpu_bf16,... forces those
-probes to report the feature absent (to see, on a machine that has it, what a machine without it runs).
+Hardware and environment markers (gpu, ort_cuda, tensorrt, openvino, inc, arm64, ray, triton, tf4, kserve, infinity)
+and CPU feature markers (cpu_bf16, cpu_fp16, cpu_vnni, cpu_amx) are probed here, once per kind. REQUIRE_HW=gpu,tensorrt
+(or 'all') turns their skips into failures, so a GPU run cannot pass silently. DISTILBERT_DEPLOY_TEST_ABSENT=cpu_bf16,...
+forces those probes to report the feature absent (to see, on a machine that has it, what a machine without it runs).
 Cost markers (server, emulated, slow) are not probed: `-m` selects them (make test-fast deselects them)."""
 from __future__ import annotations
 
@@ -111,6 +111,9 @@ PROBES = {
     "ray": _ray,
     "triton": _venv(".venv-triton", "make venv-triton", "the bundled tritonserver (nvidia-pytriton)"),
     "tf4": _venv(".venv-tf4", "make venv-tf4", "the real transformers 4.x question-answering pipeline"),
+    "kserve": _venv(".venv-kserve", "make venv-kserve", "KServe's ModelServer, a bench-serve peer"),
+    "infinity": _venv(".venv-infinity", "make venv-infinity", "infinity-emb, a bench-serve peer (built by "
+                      "make bench-serve only)"),
     "cpu_bf16": _cpu(("avx512_bf16", "amx_bf16"), "bf16 execution (AVX512-BF16 or AMX-BF16)"),
     "cpu_fp16": _cpu(("avx512_fp16",), "fp16 execution (AVX512-FP16)"),
     "cpu_vnni": _cpu(("avx512_vnni", "avx_vnni"), "INT8 dot products (AVX512-VNNI or AVX-VNNI)"),

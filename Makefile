@@ -292,7 +292,8 @@ serve: $(STAMP)
 # issue's targets in that one run. SERVE_BENCH_RUNS (default all four), each writing $(SERVE_BENCH_OUT)/NAME.{json,md,png}:
 # - fp32: the ONNX fp32 artifact of MODEL/TASK (exported first when missing), peers SERVE_BENCH_FP32_PEERS (none);
 # - optimized: the fastest verified artifact, the one `make demo` selects (artifacts/MODEL/TASK/optimized, built by
-#   `make demo` when missing), with the peers SERVE_BENCH_PEERS under the same load; the peer targets are judged here;
+#   `make demo` when missing), with the peers SERVE_BENCH_PEERS under the same load (and ours over gRPC too, beside
+#   KServe's gRPC); the peer targets are judged here;
 # - embeddings: MODEL's feature-extraction ONNX fp32 artifact, our /v1/embeddings against infinity's /embeddings;
 # - realsize: a dim-768 DistilBERT (REAL_MODEL, default base-random) at 16/32/64/128 tokens, c=1, with plain
 #   transformers alongside and infinity when it is a peer (`python -m benchmarks.serve_bench realsize -h`).
@@ -326,7 +327,7 @@ bench-serve: $(STAMP) $(if $(filter ray%,$(_SB_PEERS)),$(RAY_STAMP)) $(if $(filt
 	$(if $(filter realsize,$(SERVE_BENCH_RUNS)),@test -f $(SERVE_BENCH_REAL)/manifest.json || $(BIN)/distilbert-deploy export --model $(REAL_MODEL) --task text-classification --out $(SERVE_BENCH_REAL))
 	rc=0; \
 	$(if $(filter fp32,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_SRC) --name fp32 --peer $(SERVE_BENCH_FP32_PEERS) || rc=2;) \
-	$(if $(filter optimized,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_FAST) --name optimized --peer $(SERVE_BENCH_PEERS) || rc=2;) \
+	$(if $(filter optimized,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_FAST) --name optimized --grpc --peer $(SERVE_BENCH_PEERS) || rc=2;) \
 	$(if $(filter embeddings,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_EMBED) --name embeddings --peer $(_SB_INFINITY) || rc=2;) \
 	$(if $(filter realsize,$(SERVE_BENCH_RUNS)),$(BIN)/python -m benchmarks.serve_bench realsize $(SERVE_BENCH_REAL) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) --peer $(_SB_INFINITY) --cmdline '$(SERVE_BENCH_CMD)' $(REALSIZE_ARGS) || rc=2;) \
 	exit $$rc

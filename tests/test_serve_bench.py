@@ -517,6 +517,9 @@ def test_peer_launch_refusals(tmp_path, monkeypatch):
         launch(cfg, "infinity", 16, tmp_path, 1, 2, "text-classification")
     with pytest.raises(ConfigError, match="unknown peer"):
         ServeBenchConfig(artifact=tmp_path, peers=("torchserve",))
+    ours = launch(cfg, peers.OURS_GRPC, 16, tmp_path, 1, 2, "text-classification")  # ours, driven over gRPC
+    assert ours.protocol == "oip-grpc-text" and ours.grpc_port == 2 and ours.argv[-2:] == ["--grpc-port", "2"]
+    assert launch(cfg, None, 16, tmp_path, 1, 2, "feature-extraction").protocol == "openai-embed"
 
 
 def test_onnx_source_walks_up_to_the_onnx_artifact(tiny_classifier, tmp_path):

@@ -44,6 +44,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="also measure ray-1, ray-2 (Ray Serve replicas), triton (the bundled tritonserver), kserve, "
                         "kserve-grpc (KServe ModelServer, REST / gRPC), infinity (infinity-emb, optimum engine); "
                         "repeatable or comma-separated; none = our service only (default: none)")
+    p.add_argument("--grpc", action="store_true", help="also drive our batching server over OIP v2 gRPC "
+                                                       "(--grpc-port; ModelInfer with one BYTES text)")
     p.add_argument("--quick", action="store_true", help="short steps and few texts (CI smoke test)")
     p.add_argument("--out", type=Path, default=Path("reports/serve-bench"))
     p.add_argument("--name", default="serve-bench", help="writes OUT/NAME.{json,md,png}")
@@ -65,6 +67,7 @@ def config_from_args(a) -> ServeBenchConfig:
                                   paired_max_s=a.paired_max_s).items() if v is not None}
     peers = tuple(x for p in a.peer for x in p.split(",") if x.strip() and x.strip() != "none")
     cfg = ServeBenchConfig(artifact=artifact, out=a.out, name=a.name, command=a.cmdline or _command(), peers=peers,
+                           grpc=a.grpc,
                            **({} if a.quick else over))
     return quick(cfg, **over) if a.quick else cfg
 

@@ -43,6 +43,7 @@ class ServeBenchConfig:
     stop_timeout_s: float = 60.0  # SIGTERM -> exit
     port: int | None = None  # None: a free port on 127.0.0.1
     peers: tuple[str, ...] = ()  # PEERS measured after our service, in this order
+    grpc: bool = False  # also our batching server over OIP v2 gRPC (text-classification), beside the gRPC peers
     quick: bool = False
     out: Path = Path("reports/serve-bench")
     name: str = "serve-bench"

@@ -28,6 +28,9 @@ INFINITY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRAC
                 "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
+OURS_GRPC = "ours-grpc"  # not a peer: our own service, driven over gRPC
+
+
 class PeerError(DeployError):
     """A peer that was asked for cannot be started: its venv is missing, or it cannot serve this artifact."""
 
@@ -75,13 +78,18 @@ def serve_args(cfg: ServeBenchConfig, max_batch_size: int, port: int) -> list[st
     return args
 
 
-def ours(cfg: ServeBenchConfig, max_batch_size: int, port: int, task: str) -> Launch:
+def ours(cfg: ServeBenchConfig, max_batch_size: int, port: int, task: str, grpc_port: int | None = None) -> Launch:
+    """Our service; with grpc_port, also on OIP v2 gRPC, and the load goes there (ModelInfer, one BYTES `text`)."""
     import sys
 
     exe = Path(sys.executable).with_name("distilbert-deploy")
     head = [str(exe)] if exe.is_file() else [sys.executable, "-c",
                                             "import sys; from distilbert_deploy.cli import main; sys.exit(main())"]
-    args = serve_args(cfg, max_batch_size, port)
+    args = serve_args(cfg, max_batch_size, port) + (["--grpc-port", str(grpc_port)] if grpc_port else [])
+    if grpc_port:
+        return Launch(head + args, " ".join(["distilbert-deploy", *args]),
+                      "distilbert-deploy serve (OIP v2 gRPC ModelInfer)", MODEL_NAME, "oip-grpc-text", port,
+                      grpc_port=grpc_port)
     return Launch(head + args, " ".join(["distilbert-deploy", *args]), "distilbert-deploy serve", MODEL_NAME,
                   "openai-embed" if task == "feature-extraction" else "task", port)
 
@@ -176,6 +184,8 @@ def launch(cfg: ServeBenchConfig, peer: str | None, max_batch_size: int, workdir
     """How to start `peer` (None: our service) on 127.0.0.1:port."""
     if peer is None:
         return ours(cfg, max_batch_size, port, task)
+    if peer == OURS_GRPC:
+        return ours(cfg, max_batch_size, port, task, grpc_port)
     if peer not in TASK_PEERS.get(task, ()):
         raise PeerError(f"peer '{peer}' is not measured on {task} here (it serves: "
                         f"{', '.join(t for t, ps in TASK_PEERS.items() if peer in ps)}). Fix: --peer "

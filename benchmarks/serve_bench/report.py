@@ -13,6 +13,8 @@ from runtimes.hardware import isa_text
 
 SCHEMA_VERSION = 3  # 2: the paired c=1 latency (`paired`); 3: peer failures, what each server listened on
 BATCHING, NO_BATCHING = "batching", "no-batching"  # the two service configurations of a run
+BATCHING_GRPC = "batching-grpc"  # our batching server again, driven over OIP v2 gRPC (--grpc): beside the gRPC peers
+OURS = (BATCHING, NO_BATCHING, BATCHING_GRPC)
 # The issue's targets, judged in one run
 SPEEDUP_MIN = 2.0  # at concurrency >= SPEEDUP_FROM: batching throughput / no-batching throughput
 SPEEDUP_FROM = 16
@@ -278,7 +280,7 @@ def _no_errors(runs: list[dict], max_queue: int, paired: dict | None) -> Target:
     # no errors below the queue limit (one row per request: every step with concurrency <= max_queue)
     # and the paired measurement's requests (one at a time)
     below = [(r["label"], s) for r in runs for s in r["steps"] if s["concurrency"] <= max_queue
-             and r["label"] in (BATCHING, NO_BATCHING)]
+             and r["label"] in OURS]
     errs = [f"{label} c={s['concurrency']}: {s['errors']}" for label, s in below if s["errors"]]
     paired_part = ""
     if paired:
@@ -295,7 +297,7 @@ def peer_targets(runs: list[dict], failures: Sequence[dict] = ()) -> list[Target
     """The peers target: at each of PEER_AT, our service (batching) >= PEER_FACTOR x the best peer's throughput, at
     an equal or lower p99 than that peer's; then per peer engine whether we at least match it (p99s alongside). A
     peer that failed is a row of its own (not measured), and the peers target over the others says so."""
-    peers = [r for r in runs if r["label"] not in (BATCHING, NO_BATCHING)]
+    peers = [r for r in runs if r["label"] not in OURS]
     if not peers and not failures:
         return []
     failed = [f["label"] for f in failures]
@@ -338,7 +340,7 @@ def peer_targets(runs: list[dict], failures: Sequence[dict] = ()) -> list[Target
 
 def _peers_section(d: dict) -> list[str]:
     runs, failures = d["runs"], d.get("failures", ())
-    if not any(r["label"] not in (BATCHING, NO_BATCHING) for r in runs) and not failures:
+    if not any(r["label"] not in OURS for r in runs) and not failures:
         return []
     L = ["", "## Peers under the same load", "",
          "The same artifact and the same tweets, one engine at a time, each started, measured and stopped in turn "
@@ -361,7 +363,7 @@ def _peers_section(d: dict) -> list[str]:
     notes = [f"- **{r['label']}**: " + "; ".join(x for x in (
         r.get("note"), f"served `{r['served']}`" if r.get("served") else "",
         f"listened on {', '.join(r['listening'])}" if r.get("listening") else "") if x)
-        for r in runs if r["label"] not in (BATCHING, NO_BATCHING)]
+        for r in runs if r["label"] not in OURS]
     L += [""] + notes if notes else []
     for f in failures:
         L += ["", f"### Peer failure: {f['label']}", "", "```", f["error"].strip(), "```"]

@@ -31,8 +31,8 @@ from runtimes.errors import ConfigError, DeployError
 from . import peers
 from .config import HOST, MODEL_NAME, ServeBenchConfig
 from .peers import serve_args
-from .report import (BATCHING, NO_BATCHING, P50_SLACK_MS, Ceiling, Paired, PeerFailure, ServeBenchReport, ServerRun,
-                     Step, judge, paired_stats, peer_targets)
+from .report import (BATCHING, BATCHING_GRPC, NO_BATCHING, P50_SLACK_MS, Ceiling, Paired, PeerFailure,
+                     ServeBenchReport, ServerRun, Step, judge, paired_stats, peer_targets)
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -258,7 +258,7 @@ class Server:
 
     def metrics(self) -> list | None:
         """Our service's /metrics samples; None for a peer (Ray's /metrics is one replica's, Triton has its own)."""
-        if self.peer:
+        if self.peer not in (None, peers.OURS_GRPC):
             return None
         code, text = _http_get(self.url + "/metrics")
         if code != 200:
@@ -561,6 +561,9 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
         runs = [on]
         if cls:
             runs.append(run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)[0])
+        if cls and cfg.grpc:
+            runs.append(run_config(cfg, BATCHING_GRPC, cfg.batch_size, texts_path, work / BATCHING_GRPC, log,
+                                   peer=peers.OURS_GRPC)[0])
         measured = [run_peer(cfg, peer, texts_path, work / peer, log, m.task) for peer in cfg.peers]
         runs += [r for r in measured if isinstance(r, ServerRun)]
         failures = [r for r in measured if isinstance(r, PeerFailure)]

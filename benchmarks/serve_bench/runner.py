@@ -30,11 +30,10 @@ from runtimes.errors import ConfigError, DeployError
 
 from . import peers
 from .config import HOST, MODEL_NAME, ServeBenchConfig
-from .peers import serve_args
+from .peers import REPO, serve_args
 from .report import (BATCHING, BATCHING_GRPC, NO_BATCHING, P50_SLACK_MS, Ceiling, Paired, PeerFailure,
                      ServeBenchReport, ServerRun, Step, judge, paired_stats, peer_targets)
 
-REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 PERCENTILE_METHOD = "linear"  # numpy's default, as benchmarks/bench
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import ConfigError, DeployError, InputError
+from ..tasks.feature_extraction import pool, pooling_config
 from .batcher import DeadlineExceeded, QueueFull
 from .config import ServeConfig
 from .metrics import Metrics
@@ -84,6 +85,13 @@ def message_of(e: BaseException) -> str:
     if kind == "deadline" and not str(e):
         return "the request's deadline passed before it was answered. Fix: raise the timeout or reduce the load"
     return str(e)
+
+
+def presented_key(authorization, x_api_key) -> str | None:
+    """The key a client sent, from either protocol's `authorization: Bearer <key>` or `x-api-key: <key>`."""
+    if isinstance(authorization, str) and authorization.lower().startswith("bearer "):
+        return authorization[7:]
+    return x_api_key if isinstance(x_api_key, str) else None
 
 
 def retry_after(e: BaseException) -> bool:
@@ -291,8 +299,6 @@ class DataPlane:
                     started: float) -> tuple[list[np.ndarray], int]:
         """Sentence embeddings from a feature-extraction model, pooled as its pooling config says.
         Returns (one vector per input, the tokens they held)."""
-        from ..tasks.feature_extraction import pool, pooling_config
-
         model = self.model(name)
         if model.manifest.task != "feature-extraction":
             raise InputError(f"model '{name}' is a {model.manifest.task} model; embeddings come from "

@@ -13,9 +13,9 @@ import numpy as np
 from google.protobuf import json_format
 
 from ..errors import ConfigError, InputError
-from .dataplane import DataPlane, kind_of, message_of, retry_after
+from .dataplane import DataPlane, kind_of, message_of, presented_key, retry_after
 from .model import VERSION
-from .oip import DTYPES, InferRequest, _count, _from_binary, _to_binary, datatype_of
+from .oip import DTYPES, InferRequest, datatype_of, element_count, from_binary, to_binary
 from .oip_grpc import grpc_service_pb2 as pb, grpc_service_pb2_grpc as pb_grpc, model_config_pb2 as mc
 
 Code = grpc.StatusCode
@@ -54,7 +54,7 @@ def parse_infer(request: pb.ModelInferRequest) -> InferRequest:
         if raw:
             if t.HasField("contents"):
                 raise InputError(f"input '{name}' has typed contents and raw_input_contents: give one of them")
-            inputs[name] = _from_binary(raw[k], dtype, shape, name)
+            inputs[name] = from_binary(raw[k], dtype, shape, name)
         else:
             inputs[name] = _from_contents(t, dtype, shape)
         datatypes[name] = dtype
@@ -67,9 +67,9 @@ def _from_contents(t, dtype: str, shape: tuple) -> np.ndarray:
     if field is None:
         raise InputError(f"input '{t.name}' is {dtype}, which has no typed contents: send it in raw_input_contents")
     values = getattr(t.contents, field)
-    if len(values) != _count(shape):
+    if len(values) != element_count(shape):
         raise InputError(f"input '{t.name}' has {len(values)} elements in contents.{field}; its shape {list(shape)} "
-                         f"needs {_count(shape)}")
+                         f"needs {element_count(shape)}")
     if dtype == "BYTES":
         return np.array(list(values), dtype=np.object_).reshape(shape)
     try:
@@ -94,7 +94,7 @@ def encode_infer(name: str, request_id: str | None, tensors: dict[str, np.ndarra
     for key, arr in tensors.items():
         dtype = datatype_of(arr)
         response.outputs.add(name=key, datatype=dtype, shape=arr.shape)
-        response.raw_output_contents.append(_to_binary(arr, dtype))
+        response.raw_output_contents.append(to_binary(arr, dtype))
     for key, value in (parameters or {}).items():  # truncated_inputs [0, 3] -> "0,3", as REST's header gives it
         response.parameters[key].string_param = ",".join(map(str, value)) if isinstance(value, list) else str(value)
     return response
@@ -104,13 +104,9 @@ def encode_infer(name: str, request_id: str | None, tensors: dict[str, np.ndarra
 
 
 def key_of(metadata) -> str | None:
-    """The API key from gRPC metadata: `authorization: Bearer <key>` or `x-api-key: <key>` (keys arrive lowercase)."""
+    """The API key from gRPC metadata (keys arrive lowercase), read as REST reads its headers."""
     md = dict(metadata or ())
-    auth = md.get("authorization", "")
-    if isinstance(auth, str) and auth.lower().startswith("bearer "):
-        return auth[7:]
-    given = md.get("x-api-key")
-    return given if isinstance(given, str) else None
+    return presented_key(md.get("authorization"), md.get("x-api-key"))
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -15,6 +15,7 @@ from ..base import RuntimeOptions
 from ..errors import ConfigError, InputError, ParityError
 from ..heads import get_head
 from ..registry import runtime_class
+from ..tasks.feature_extraction import pooling_config
 from .batcher import BatchObserver, DynamicBatcher, text_rows
 from .config import NAME, ServeConfig
 from .oip import datatype_of
@@ -155,11 +156,7 @@ class ServedModel:
                                **self._pooling()}}
 
     def _pooling(self) -> dict:
-        if self.manifest.task != "feature-extraction":
-            return {}
-        from ..tasks.feature_extraction import pooling_config
-
-        return {"pooling": pooling_config(self.manifest)}
+        return {"pooling": pooling_config(self.manifest)} if self.manifest.task == "feature-extraction" else {}
 
     def triton_config(self) -> dict:
         """Triton's model configuration JSON (max_batch_size > 0: dims exclude the batch axis)."""

@@ -70,7 +70,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(size, int) or size < 0 or offset + size > len(blob):
                 raise InputError(f"input '{name}' declares binary_data_size={size!r} but {len(blob) - offset} binary "
                                  f"bytes are left in the body")
-            arr = _from_binary(bytes(blob[offset:offset + size]), dtype, shape, name)
+            arr = from_binary(bytes(blob[offset:offset + size]), dtype, shape, name)
             offset += size
         elif "data" in spec:
             arr = _from_json(spec["data"], dtype, shape, name)
@@ -115,14 +115,15 @@ def _input_header(spec, k: int) -> tuple[str, tuple[int, ...], str, dict]:
     return name, tuple(shape), dtype, _object(spec.get("parameters", {}), f"input '{name}' parameters")
 
 
-def _count(shape) -> int:
+def element_count(shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
 def _from_json(data, dtype: str, shape, name: str) -> np.ndarray:
     flat = _flatten(data)
-    if len(flat) != _count(shape):
-        raise InputError(f"input '{name}' has {len(flat)} elements; its shape {list(shape)} needs {_count(shape)}")
+    if len(flat) != element_count(shape):
+        raise InputError(f"input '{name}' has {len(flat)} elements; its shape {list(shape)} needs "
+                         f"{element_count(shape)}")
     if dtype == "BYTES":
         if not all(isinstance(x, str) for x in flat):
             raise InputError(f"input '{name}' is BYTES: its JSON data must be strings")
@@ -155,7 +156,7 @@ def _flatten(data) -> list:
     return out
 
 
-def _from_binary(raw: bytes, dtype: str, shape, name: str) -> np.ndarray:
+def from_binary(raw: bytes, dtype: str, shape, name: str) -> np.ndarray:
     if dtype == "BYTES":
         items, at = [], 0
         while at < len(raw):
@@ -167,14 +168,14 @@ def _from_binary(raw: bytes, dtype: str, shape, name: str) -> np.ndarray:
                                  f"{len(raw) - at - 4} are left")
             items.append(raw[at + 4:at + 4 + n])
             at += 4 + n
-        if len(items) != _count(shape):
+        if len(items) != element_count(shape):
             raise InputError(f"input '{name}' has {len(items)} BYTES elements; its shape {list(shape)} needs "
-                             f"{_count(shape)}")
+                             f"{element_count(shape)}")
         return np.array(items, dtype=np.object_).reshape(shape)
     dt = np.dtype(DTYPES[dtype]).newbyteorder("<")
-    if len(raw) != _count(shape) * dt.itemsize:
+    if len(raw) != element_count(shape) * dt.itemsize:
         raise InputError(f"input '{name}' has {len(raw)} binary bytes; shape {list(shape)} of {dtype} needs "
-                         f"{_count(shape) * dt.itemsize}")
+                         f"{element_count(shape) * dt.itemsize}")
     return np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="), copy=False).reshape(shape)
 
 
@@ -191,7 +192,7 @@ def encode_response(model: str, version: str, request_id: str | None, outputs: d
         dtype = datatype_of(arr)
         entry: dict = {"name": name, "datatype": dtype, "shape": list(arr.shape)}
         if binary.get(name):
-            raw = _to_binary(arr, dtype)
+            raw = to_binary(arr, dtype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
@@ -206,7 +207,7 @@ def encode_response(model: str, version: str, request_id: str | None, outputs: d
     return head + b"".join(blobs), {"content-type": "application/octet-stream", HEADER: str(len(head))}
 
 
-def _to_binary(arr: np.ndarray, dtype: str) -> bytes:
+def to_binary(arr: np.ndarray, dtype: str) -> bytes:
     if dtype == "BYTES":
         parts = []
         for x in arr.reshape(-1):

@@ -9,16 +9,13 @@ from typing import Awaitable, Callable
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from .dataplane import HTTP_STATUS, DataPlane, TooLarge, kind_of, message_of, retry_after
+from .dataplane import HTTP_STATUS, DataPlane, TooLarge, kind_of, message_of, presented_key, retry_after
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
 
 
 def api_key_of(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth is not None and auth.lower().startswith("bearer "):
-        return auth[7:]
-    return request.headers.get("x-api-key")
+    return presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 def error_headers(e: BaseException) -> dict:

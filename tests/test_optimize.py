@@ -304,7 +304,8 @@ def test_static_variants_only_for_openvino():
 @pytest.mark.parametrize("task", ["token-classification", "text-classification", "multiple-choice"])
 def test_bucket_padding_gives_the_dynamic_models_answers(task, tiny_openvino, tmp_path):
     """A static variant pads each feed to the next bucket and cuts sequence-axis outputs back: same outputs as the
-    dynamic IR, shapes included, on lengths inside and on a bucket edge."""
+    dynamic IR, shapes included, on lengths inside and on a bucket edge, and a shorter row after a longer one in
+    the same bucket (batch 1 writes into the model's own input tensors: nothing of the longer row may stay)."""
     import numpy as np
 
     from benchmarks.optimize.build import derive_static
@@ -318,8 +319,8 @@ def test_bucket_padding_gives_the_dynamic_models_answers(task, tiny_openvino, tm
     try:
         assert st.describe()["static_shapes"] is True and st.describe()["sequence_buckets"][0] == 16
         rng = np.random.default_rng(0)
-        for batch in (1, 2, 3):
-            for length in (5, 16, 21):
+        for batch in (1, 3, 2):  # a batch model's input tensors shrink too
+            for length in (5, 16, 21, 18):
                 shape = (batch, 2, length) if task == "multiple-choice" else (batch, length)
                 ids = rng.integers(1000, 30000, size=shape).astype(np.int64)
                 mask = np.ones_like(ids)

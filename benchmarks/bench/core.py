@@ -246,8 +246,10 @@ def measure(handles: dict, workloads: list[Workload], scenario: str, cfg: BenchC
         h = handles[tid]
         h.set_workload(replace(w, key=key(w)))
         warm = cfg.warmup
-        if specs[tid].compile and w.requests:
-            warm = max(warm, w.calls)  # torch.compile: every distinct shape compiled before timing
+        if w.requests and (cfg.warmup or specs[tid].compile):
+            # one whole pass: every distinct shape seen before timing (torch.compile graphs, OpenVINO's static
+            # bucket models, ORT's arena), as a service's warm-up does
+            warm = max(warm, w.calls)
         t = h.run(key(w), warm) if warm else h.run(key(w), 1)
         h.reset(key(w))
         per_call = statistics.median(t) / 1e9
@@ -464,7 +466,7 @@ def run_bench(cfg: BenchConfig, progress=None, log=print) -> BenchReport:
                      "per-backend; `--launcher subprocess` gives each target its own process and memory figure")
     method = {"timer": f"{TIMER} (CPU; per target in the Targets table, with whether host<->device copies are "
                        f"timed)", "warmup": f"{cfg.warmup} untimed call(s) per target and workload before timing "
-                                            f"(torch.compile on real text: one whole pass)",
+                                            f"(on real text: at least one whole pass, every request shape once)",
               "stopping": f"each target and workload timed until >= {cfg.min_time_s:g} s of timed calls and >= "
                           f"{cfg.min_iters} calls (real text: whole passes over the requests)",
               "interleaving": f"every (target, workload) pair of a scenario measured in rounds of ~"

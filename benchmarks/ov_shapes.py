@@ -2,7 +2,10 @@
 against a static model compiled for that shape, then the dynamic model fed texts of random lengths (a new shape
 nearly every call). `--batches`: how a service's batches (every size 1-16, bucketed lengths) should be compiled,
 interleaved call by call: the dynamic model, one model per (batch, bucket), or one per bucket with the batch axis
-dynamic. `python -m benchmarks.ov_shapes ARTIFACT [ARTIFACT...] [--batches]`; docs/optimize/README.md."""
+dynamic. `--feeding` (a bucketed artifact): held-out tweets one at a time through the runtime's in-place path
+against np.pad + infer(feed), interleaved call by call. `--profile 1xN`: OpenVINO's PERF_COUNT per node type at
+that static shape. `python -m benchmarks.ov_shapes ARTIFACT [ARTIFACT...] [--batches] [--feeding] [--profile 1x16]`;
+docs/optimize/README.md."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +60,60 @@ def batch_profile(core, model, cfg, calls: int) -> str:
     return "mixed batches: " + ", ".join(f"{w} {t / len(shapes) * 1e3:.2f}" for w, t in spent.items()) + " ms a call"
 
 
+def feeding_profile(path: Path, rounds: int) -> str:
+    """ms a call on held-out tweets one at a time (bucketed artifact): the runtime (feed written, zero-padded, into
+    the bucket model's input tensors) against pad_to_bucket + request.infer(padded), interleaved call by call."""
+    from exporters.tweets import split
+    from runtimes.openvino_backend import pad_to_bucket
+    from runtimes.registry import load_runtime
+    from runtimes.tasks.encoding import load_tokenizer
+
+    rt = load_runtime(path)
+    if not rt.buckets:
+        return "feeding: not a bucketed artifact (no recipe.runtime_defaults.sequence_buckets)"
+    rows = load_tokenizer(path)([t.text for t in split()[1][:128]], truncation=True, max_length=128)["input_ids"]
+    feeds = [{"input_ids": np.array([r], dtype=np.int64), "attention_mask": np.ones((1, len(r)), np.int64)}
+             for r in rows]
+
+    def padded(f):
+        p, _ = pad_to_bucket(f, rt.seq_axis, rt.buckets)
+        rt._requests(p)[0].infer(p)
+
+    ways = {"runtime (in place)": rt.infer, "np.pad + infer(feed)": padded}
+    spent = dict.fromkeys(ways, 0.0)
+    for rep in range(rounds + 1):  # the first pass warms up
+        for i, f in enumerate(feeds):
+            for way in (list(ways) if i % 2 else list(ways)[::-1]):
+                t = time.perf_counter()
+                ways[way](f)
+                spent[way] += (time.perf_counter() - t) * (rep > 0)
+    rt.close()
+    n = rounds * len(feeds)
+    return "tweets one at a time: " + ", ".join(f"{w} {t / n * 1e3:.2f}" for w, t in spent.items()) + " ms a call"
+
+
+def node_profile(core, model, cfg, shape: str, calls: int) -> str:
+    """OpenVINO PERF_COUNT at one static shape: mean µs a call per (node type, kernel), the largest first."""
+    import collections
+
+    b, n = (int(x) for x in shape.split("x"))
+    m = model.clone()
+    m.reshape({"input_ids": [b, n], "attention_mask": [b, n]})
+    r = core.compile_model(m, "CPU", {**cfg, "PERF_COUNT": True}).create_infer_request()
+    f = feed(n, b)
+    for _ in range(10):
+        r.infer(f)
+    spent = collections.Counter()
+    for _ in range(calls):
+        r.infer(f)
+        for p in r.profiling_info:
+            if p.status == p.Status.EXECUTED:
+                spent[f"{p.node_type} ({p.exec_type})"] += p.real_time.total_seconds() * 1e6 / calls
+    total = sum(spent.values())
+    return (f"profile {shape}: nodes {total:.0f} µs a call; "
+            + ", ".join(f"{k} {v:.0f} µs ({v / total:.0%})" for k, v in spent.most_common(5)))
+
+
 def main(argv=None) -> int:
     import openvino as ov
 
@@ -69,6 +126,9 @@ def main(argv=None) -> int:
     p.add_argument("--lengths", default="16,32,64,128")
     p.add_argument("--calls", type=int, default=80)
     p.add_argument("--batches", action="store_true", help="also the mixed-batch profile (a service's batches)")
+    p.add_argument("--feeding", action="store_true", help="also the in-place feeding against np.pad (bucketed)")
+    p.add_argument("--profile", metavar="BxS", help="also OpenVINO's PERF_COUNT per node type at this shape")
+    p.add_argument("--rounds", type=int, default=6, help="--feeding: timed passes over the tweets")
     a = p.parse_args(argv)
     cpu = cpu_info()
     print(f"{cpu['model']} ({cpu_class(cpu)}), openvino {ov.get_version()}")
@@ -91,6 +151,10 @@ def main(argv=None) -> int:
         cells.append(f"random lengths 10-60: dynamic {(time.perf_counter() - t) / len(lengths) * 1e3:.2f} ms a call")
         if a.batches:
             cells.append(batch_profile(core, model, cfg, a.calls))
+        if a.profile:
+            cells.append(node_profile(core, model, cfg, a.profile, a.calls))
+        if a.feeding:
+            cells.append(feeding_profile(path, a.rounds))
         print(f"{path.name}: " + "; ".join(cells))
     return 0
 

@@ -137,8 +137,8 @@ class OpenVinoRuntime(Runtime):
 
     def _infer_in_place(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The feed written, zero-padded to its bucket, straight into the bucket model's own input tensors (no padded
-        copy for infer() to copy again): 0.4 ms a call less than pad_to_bucket + infer(feed) on tweets at 2-3 ms a
-        call (AVX-512, docs/optimize/README.md). The sequence axis is the last of every input."""
+        copy for infer() to copy again): 8% a call less than pad_to_bucket + infer(feed) on tweets one at a time
+        (AVX-512; `python -m benchmarks.ov_shapes ARTIFACT --feeding`, docs/optimize/README.md). The sequence axis is the last of every input."""
         length = next(iter(feed.values())).shape[-1]
         target = next((b for b in self.buckets if b >= length), length)
         shapes = tuple(feed[t.name].shape[:-1] + (target,) for t in self.manifest.inputs)

@@ -60,7 +60,12 @@ PRIORS = {
             "onnxruntime-static-avx512-vnni", "onnxruntime-static-avx2", "openvino-int8-nncf-avx512-bf16",
             "openvino-int8-nncf-cpu-f32"),
 }
-PRIORS["avx512"] = PRIORS["amx"]  # not measured on AVX-512 without AMX since optimize exists: the same guess
+# AVX-512 without AMX: docs/optimize/avx512.md (2-core AMD EPYC Zen 5; the static OpenVINO INT8 IRs led, bf16 for
+# the unquantized ops within 1-4%; ONNX Runtime's INT8 searches kept 10-14 MatMuls fp32 and ran 1.6-2x slower)
+PRIORS["avx512"] = ("openvino-int8-cpu-f32", "openvino-int8-avx512-bf16", "openvino-bf16",
+                    "onnxruntime-dynamic-avx512-vnni", "onnxruntime-optimize", SOURCE, "openvino-fp32",
+                    "onnxruntime-dynamic-avx2", "onnxruntime-static-avx512-vnni", "onnxruntime-static-avx2",
+                    "openvino-int8-nncf-avx512-bf16", "openvino-int8-nncf-cpu-f32")
 
 
 def enumerate_candidates(cpu: dict, task: str, backends: tuple[str, ...] = ("onnxruntime", "openvino")) -> list[Candidate]:

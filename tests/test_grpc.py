@@ -516,3 +516,21 @@ def test_codec_reads_every_contents_kind():
     assert out.raw_output_contents[0] == b"\x03\0\0\0pos\x04\0\0\0n\xc3\xa9g"
     assert np.frombuffer(out.raw_output_contents[1], "<f4").tolist() == [0.5, 0.25]
     assert out.parameters["truncated_inputs"].string_param == "0,3"
+
+
+def test_a_taken_grpc_port_stops_the_start_before_any_model_loads(paths, tmp_path):
+    """Another process listening on --grpc-port: exit 2 with the flag named, before the model is loaded or warmed."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        started = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "distilbert_deploy.cli", "serve", str(paths[TC]),
+                            "--port", str(free_port()), "--grpc-port", str(taken)],
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert f"--grpc-port {taken}" in r.stderr and "in use" in r.stderr, r.stderr
+    assert "warmed in" not in r.stderr + r.stdout, "the model was loaded before the port was checked"
+    assert time.monotonic() - started < 60

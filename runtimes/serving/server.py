@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 
 import uvicorn
+
+from runtimes.errors import ConfigError
 
 from .app import create_app
 from .config import ServeConfig
@@ -62,10 +65,28 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def check_port_free(host: str, port: int, flag: str) -> None:
+    """A port another process listens on is an error before any model is loaded or warmed (the bind itself comes
+    later, on the loop, and still fails clearly if the port was taken meanwhile)."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and grpc bind
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"{flag} {port}: cannot listen on {host}:{port} ({e.strerror}; is the port in use?). "
+                              f"Fix: give a free port, or stop what holds it") from None
+
+
 def serve(cfg: ServeConfig) -> int:
     """Run the service until drained. Returns the exit code."""
     models = load_models(cfg)  # manifests, checksums, parity verdicts: before any port is bound
-    state = DataPlane(cfg, models, api_key=api_key(cfg))
+    key = api_key(cfg)
+    check_port_free(cfg.host, cfg.port, "--port")
+    if cfg.grpc_port is not None:
+        check_port_free(cfg.host, cfg.grpc_port, "--grpc-port")
+    state = DataPlane(cfg, models, api_key=key)
     app = create_app(state)
     config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=max(1, int(cfg.drain_timeout_s)), lifespan="off")

@@ -353,23 +353,35 @@ def test_default_sentiment_head_beats_majority(default_cache):
 @pytest.mark.slow
 def test_retraining_reproduces_the_shipped_head(tmp_path):
     """exporters/default_head.safetensors is what training produces: retrained here (8,000 tweets encoded, 10
-    epochs; minutes), the weights agree within 2% relative (Frobenius) and held-out accuracy within 1 point. Float
-    sums differ between CPUs (AVX2 vs AVX-512 vs AMX kernels), so equality is not expected off the machine that
-    trained it (there it was bit-exact: the model's sha256 was unchanged)."""
+    epochs; minutes), the head answers the 2,000 held-out tweets as the shipped one does (labels agree on >= 97%)
+    and scores the same held-out accuracy within 1 point.
+
+    Not judged in weight space: the trajectory of 10 AdamW epochs amplifies float noise in the frozen features. On
+    the machine that trained it retraining was bit-exact; on a 2-core AMD EPYC Zen 5 (2026-12-02) it gave
+    pre_classifier.weight 5.4% away (relative Frobenius) from the shipped head, and so did, on that same machine, the
+    same features perturbed by 1e-6 relative noise (4.4% from the unperturbed retrain; bias 7.3%). The answers held:
+    98.5% held-out label agreement with the shipped head (99.1% between the two retrains there), accuracy 0.7395
+    against the shipped 0.74."""
     import json
 
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from exporters import default_head
-    from exporters.models import build_default_classifier
+    from exporters import default_head, minilm, tweets
+    from exporters.models import _cls_features, build_default_classifier
 
     shipped = load_file(str(default_head.WEIGHTS))
     notes = json.loads(default_head.NOTES.read_text())
     model, fresh = build_default_classifier(train=True, root=tmp_path)
     state = model.state_dict()
-    for k in default_head.KEYS:
-        rel = float(torch.linalg.norm(state[k] - shipped[k]) / torch.linalg.norm(shipped[k]))
-        assert rel < 0.02, (k, rel)
+    _, held = tweets.split()
+    x = _cls_features(model.distilbert, minilm.build_tokenizer(), held, "encoding held-out tweets")
+
+    def labels(head):  # DistilBertForSequenceClassification's head, dropout off
+        hidden = torch.relu(x @ head["pre_classifier.weight"].T + head["pre_classifier.bias"])
+        return (hidden @ head["classifier.weight"].T + head["classifier.bias"]).argmax(-1)
+
+    agreement = float((labels(state) == labels(shipped)).float().mean())
+    assert agreement >= 0.97, agreement
     assert abs(fresh["heldout_accuracy"] - notes["heldout_accuracy"]) <= 0.01
     assert fresh["train_size"] == notes["train_size"] and fresh["epochs"] == notes["epochs"]

@@ -305,7 +305,7 @@ def test_static_variants_only_for_openvino():
 def test_bucket_padding_gives_the_dynamic_models_answers(task, tiny_openvino, tmp_path):
     """A static variant pads each feed to the next bucket and cuts sequence-axis outputs back: same outputs as the
     dynamic IR, shapes included, on lengths inside and on a bucket edge, and a shorter row after a longer one in
-    the same bucket (batch 1 writes into the model's own input tensors: nothing of the longer row may stay)."""
+    the same bucket (every feed is written into the model's own input tensors: nothing of the longer row may stay)."""
     import numpy as np
 
     from benchmarks.optimize.build import derive_static

@@ -27,7 +27,8 @@ def precision_hint(manifest) -> str:
     return manifest.recipe.get("inference_precision_hint") or HINTS[manifest.precision]
 
 
-MAX_STATIC_SHAPES = 16  # static_shapes: compiled models kept (least recently used dropped first)
+MAX_STATIC_SHAPES = 24  # static_shapes: compiled models kept (least recently used dropped first): a batch-1 and a
+# batch model per bucket of `optimize`'s 11
 
 
 def bucket_for(length: int, buckets) -> int:

@@ -216,6 +216,52 @@ def test_config_rejects_impossible_requests():
         BenchConfig(())
 
 
+class _ClockedHandle:
+    """A fake target: each call 'takes' 1 ms; every turn's start and end are logged on one shared clock."""
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def set_workload(self, w):
+        pass
+
+    def run(self, key, n, rewarm=0):
+        import time
+
+        start = time.perf_counter()
+        time.sleep(0.001 * n)
+        self.log.append((self.name, start, time.perf_counter()))
+        return [1_000_000] * n
+
+    def reset(self, key):
+        pass
+
+    def drop(self, key):
+        pass
+
+
+@pytest.mark.parametrize("settle_s", [0.03, 0.0])
+def test_a_turn_after_another_targets_turn_starts_only_after_the_settle_gap(settle_s):
+    """Thread pools of the target that just ran keep spinning; the next target's turn must not run in their shadow."""
+    from benchmarks.bench.config import BenchConfig
+    from benchmarks.bench.core import measure
+
+    log: list = []
+    handles = {t: _ClockedHandle(t, log) for t in ("a", "b", "c")}
+    cfg = BenchConfig((Path("x"),), warmup=1, min_time_s=0.02, min_iters=3, round_time_s=0.005, settle_s=settle_s)
+    measure(handles, [fixed(1, 8)], "select", cfg, {t: None for t in handles})
+    timed = log[len(handles):]  # the warm-up calls come first, one per target
+    switches = [(prev, cur) for prev, cur in zip(timed, timed[1:]) if prev[0] != cur[0]]
+    assert len(switches) >= 4  # interleaved: the targets took turns
+    gaps = [cur[1] - prev[2] for prev, cur in switches]
+    if settle_s:
+        assert min(gaps) >= settle_s
+    else:
+        assert max(gaps) < 0.02  # no settle asked for: turns follow at once
+    same = [cur[1] - prev[2] for prev, cur in zip(timed, timed[1:]) if prev[0] == cur[0]]
+    assert all(g < settle_s or not settle_s for g in same)  # a target's own next turn is not delayed
+
+
 # --------------------------------------------------------------------------------- end to end (tiny model)
 
 @pytest.fixture(scope="session")

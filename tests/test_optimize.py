@@ -332,9 +332,30 @@ def test_bucket_padding_gives_the_dynamic_models_answers(task, tiny_openvino, tm
                     np.testing.assert_allclose(a[k], b[k], atol=1e-4, rtol=1e-4)
         # batches of 2 and 3 share one model per bucket (batch axis dynamic); batch 1 has its own static ones
         batch_models = [k for k in st.compiled_by_shape if k is not None and k[0][0] == -1]
-        assert sorted(k[0][-1] for k in batch_models) == [16, 32]
+        assert sorted(k[0][-1] for k in batch_models) == [16, 24]
     finally:
         dyn.close(), st.close()
+
+
+def test_a_served_static_artifact_warms_its_own_buckets(tiny_openvino, tmp_path):
+    """The service's warm-up compiles the artifact's bucket models (batch 1 and a batch model each), not a fixed
+    length list that would miss 24, 40, 48 and 56 and leave their compiles to the first requests."""
+    from benchmarks.optimize.build import derive_static
+    from runtimes.serving.config import ServeConfig
+    from runtimes.serving.model import ServedModel
+
+    derive_static(tiny_openvino("text-classification"), tmp_path / "static")
+    served = ServedModel("m", tmp_path / "static", ServeConfig(artifacts=(tmp_path / "static",), allow_unjudged=True,
+                                                               max_batch_size=4))
+    served.load()
+    try:
+        rt = served.runtimes[0]
+        buckets = [b for b in rt.buckets if b <= served.max_length]
+        warmed = {(k[0][0], k[0][-1]) for k in rt.compiled_by_shape if k is not None}
+        assert {(1, b) for b in buckets} | {(-1, b) for b in buckets} <= warmed
+        assert {24, 40, 48, 56} <= set(buckets)
+    finally:
+        served.close()
 
 
 # ------------------------------------------------------------------ the recipe book (ORT accuracy searches)

@@ -52,6 +52,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny shapes and counts (CI smoke test)")
     p.add_argument("--warmup", type=int)
     p.add_argument("--min-time", type=float, help="seconds of timed calls per target and workload")
+    p.add_argument("--settle-ms", type=float, help="idle ms before a turn that follows another target's (default 50)")
     p.add_argument("--min-iters", type=int, help="timed calls per target and workload")
     p.add_argument("--latency-shape", type=_shape, help="BATCHxSEQ (default 1x128)")
     p.add_argument("--sweep-batches", type=_ints, help="e.g. 1,4,16")
@@ -100,6 +101,7 @@ def config_from_args(a) -> BenchConfig:
     if a.optimum_python:
         kw["optimum_python"] = a.optimum_python
     over = {k: v for k, v in dict(warmup=a.warmup, min_time_s=a.min_time, min_iters=a.min_iters,
+                                  settle_s=None if a.settle_ms is None else a.settle_ms / 1e3,
                                   latency_shape=a.latency_shape, sweep_batches=a.sweep_batches,
                                   sweep_sequences=a.sweep_sequences, throughput_shape=a.throughput_shape,
                                   realtext_size=a.realtext_size, realtext_batch=a.realtext_batch,

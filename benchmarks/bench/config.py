@@ -40,6 +40,7 @@ class BenchConfig:
     min_iters: int = 10  # ... and this many calls
     round_time_s: float = 0.1  # one target's share of a round (interleaving granularity)
     rewarm: int = 1  # untimed calls at the start of each target's turn in a round (thread pools slept meanwhile)
+    settle_s: float = 0.05  # idle gap before a turn that follows another target's: its thread pools park first
     # scenarios
     latency_shape: tuple[int, int] = (1, 128)
     sweep_batches: tuple[int, ...] = (1, 4, 16)
@@ -86,6 +87,8 @@ class BenchConfig:
                 raise ConfigError(f"{what} is too small ({v}); expected a positive count")
         if self.min_time_s < 0:
             raise ConfigError(f"min_time_s must be >= 0, got {self.min_time_s}")
+        if self.settle_s < 0:
+            raise ConfigError(f"settle_s must be >= 0, got {self.settle_s}. Fix: pass --settle-ms 0 or more")
         for spec in self.select_workloads:
             parse_select(spec)  # ConfigError on an unknown workload
         shapes = [("latency", self.latency_shape), ("throughput", self.throughput_shape),
@@ -100,7 +103,7 @@ class BenchConfig:
                                   f"positions. Fix: use a sequence length <= {MAX_POSITIONS}")
 
 
-QUICK = dict(warmup=1, min_time_s=0.0, min_iters=3, round_time_s=0.02, latency_shape=(1, 32), sweep_batches=(1, 4),
+QUICK = dict(warmup=1, min_time_s=0.0, min_iters=3, round_time_s=0.02, settle_s=0.0, latency_shape=(1, 32), sweep_batches=(1, 4),
              sweep_sequences=(16, 32), throughput_shape=(8, 32), realtext_size=16, realtext_batch=4, realtext_fixed=64,
              coldstart_runs=1, calibration_size=8, baselines=("torch-eager-fp32",))
 

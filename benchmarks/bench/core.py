@@ -25,6 +25,8 @@ from .stats import PERCENTILE_METHOD, summarize
 from .workloads import MAX_POSITIONS, NUM_CHOICES, Workload, fixed, parse_select
 
 REWARM_BELOW_S = 0.02  # longer calls: a thread pool's wake-up (ms) is noise, and a re-warm call would double the cost
+# settle_s: an ONNX Runtime or OpenVINO pool keeps its threads spinning for tens of ms after a call; on 2 cores the
+# next target's turn ran in their shadow (docs/bench.md, "Settling between turns")
 INT8_PEERS = ("ort-qdynamic", "ov-nncf", "optimum-ortq")
 UNAVAILABLE = ("BackendUnavailable", "ModuleNotFoundError", "ImportError")
 
@@ -261,6 +263,7 @@ def measure(handles: dict, workloads: list[Workload], scenario: str, cfg: BenchC
     done: set = set()
     r = 0
     min_ns = cfg.min_time_s * 1e9
+    last = None  # the target whose turn ran last
     while len(done) < len(pairs):
         order = pairs[r % len(pairs):] + pairs[:r % len(pairs)]
         for tid, w in order:
@@ -276,7 +279,10 @@ def measure(handles: dict, workloads: list[Workload], scenario: str, cfg: BenchC
                 else:
                     n = min(n, left or w.calls)
             if n:
+                if last is not None and last != tid and cfg.settle_s:
+                    time.sleep(cfg.settle_s)
                 xs += handles[tid].run(key(w), n, rewarm[tid, w.key])
+                last = tid
             if len(xs) >= cfg.min_iters and sum(xs) >= min_ns and (not w.requests or len(xs) % w.calls == 0):
                 done.add((tid, w.key))
                 if log:
@@ -471,7 +477,8 @@ def run_bench(cfg: BenchConfig, progress=None, log=print) -> BenchReport:
                           f"{cfg.min_iters} calls (real text: whole passes over the requests)",
               "interleaving": f"every (target, workload) pair of a scenario measured in rounds of ~"
                               f"{cfg.round_time_s:g} s each, order rotated every round, {cfg.rewarm} untimed re-warm call(s) "
-                              f"at the start of each turn when a call takes < {REWARM_BELOW_S * 1e3:g} ms (thread pools sleep while other targets run); cold start: "
+                              f"at the start of each turn when a call takes < {REWARM_BELOW_S * 1e3:g} ms (thread pools sleep while other targets run), "
+                              f"{cfg.settle_s * 1e3:g} ms idle before a turn that follows another target's (its thread pools park); cold start: "
                               f"run k of every target before run k+1",
               "percentile_method": PERCENTILE_METHOD, "threads": cfg.threads or "backend defaults",
               "launcher": cfg.launcher, "scenario_seconds": seconds}

@@ -83,8 +83,11 @@ def available_backends() -> tuple[str, ...]:
 
 
 def timing_estimate(targets: int, workloads: int, min_time_s: float, scale: float, compile_: bool) -> float:
-    """Timing is mostly min_time_s per pair (fixed), loads and compiles scale with the CPU."""
-    return targets * (LOAD_S * scale + workloads * (min_time_s + 0.6) * 1.3) + (COMPILE_S * scale if compile_ else 0)
+    """Timing is mostly min_time_s per pair (fixed) and its turns' settle gaps, loads and compiles scale with the CPU."""
+    from ..bench.config import BenchConfig
+
+    settle = min_time_s / BenchConfig.round_time_s * BenchConfig.settle_s
+    return targets * (LOAD_S * scale + workloads * (min_time_s + settle + 0.6) * 1.3) + (COMPILE_S * scale if compile_ else 0)
 
 
 def minimum_budget(cfg: OptimizeConfig, scale: float) -> float:

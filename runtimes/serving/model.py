@@ -129,13 +129,13 @@ class ServedModel:
         self.ready = True
 
     def warm_up(self) -> None:
-        """Every instance over the length buckets (one row and two rows each, which compiles a bucketed OpenVINO
-        artifact's batch-1 and batch models), and a full batch of short rows."""
-        lengths = [n for n in WARMUP_LENGTHS if n <= self.max_length]
-        shapes = [(b, n) for b in sorted({1, min(2, self.max_rows)}) for n in lengths] + [(self.cfg.max_batch_size, 32)]
+        """Every instance over the length buckets (a bucketed OpenVINO artifact's own, else WARMUP_LENGTHS; one row and
+        two rows each, which compiles its batch-1 and batch models), and a full batch of short rows."""
         choices = (2,) if self.head.multiple_choice else ()
         for rt in self.runtimes:
-            for b, n in shapes:
+            lengths = [n for n in rt.describe().get("sequence_buckets") or WARMUP_LENGTHS if n <= self.max_length]
+            shapes = [(b, n) for b in sorted({1, min(2, self.max_rows)}) for n in lengths]
+            for b, n in shapes + [(self.cfg.max_batch_size, 32)]:
                 ids = np.full((b, *choices, n), 1000, dtype=np.int64)
                 rt.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)})
 

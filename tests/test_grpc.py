@@ -265,7 +265,8 @@ BAD = [  # id, model, inputs (name, datatype, shape, values), request options, g
     ("too-long-without-truncation", TC, [txt("text", [LONG])], {"params": {"truncation": False}}, "INVALID_ARGUMENT",
      "longer than max_length"),
     ("too-many-texts", TC, [txt("text", ["hi"] * 9)], {}, "RESOURCE_EXHAUSTED", "at most 8"),
-    ("message-over-limit", TC, [txt("text", ["x" * 70000])], {}, "RESOURCE_EXHAUSTED", "larger than max"),
+    ("message-over-limit", TC, [txt("text", ["x" * 70000])], {}, "RESOURCE_EXHAUSTED", "at most 65536 (--max-body-bytes)"),
+    ("message-over-twice-the-limit", TC, [txt("text", ["x" * 140000])], {}, "RESOURCE_EXHAUSTED", "larger than max"),
     ("deadline-passed", TC, [txt("text", SENTENCES)], {"params": {"timeout": 1}}, "DEADLINE_EXCEEDED", "deadline"),
     ("no-api-key", TC, [txt("text", ["hi"])], {"metadata": ()}, "UNAUTHENTICATED", "api key"),
     ("wrong-api-key", TC, [txt("text", ["hi"])], {"metadata": (("authorization", "Bearer wrong"),)},
@@ -332,18 +333,21 @@ def test_metrics_count_grpc_requests(server):
     before = server.metrics(REST_KEY)
     for xs in (SENTENCES[:1], SENTENCES[1:3]):
         c.infer(TC, infer_inputs({"text": texts(xs)}), headers=KEY)
-    for model, xs in ((TC, [""]), ("nope", ["hi"])):
+    for model, xs in ((TC, [""]), ("nope", ["hi"]), (TC, ["x" * 70000])):  # the last over --max-body-bytes
         with pytest.raises(Exception):
             c.infer(model, infer_inputs({"text": texts(xs)}), headers=KEY)
     after = server.metrics(REST_KEY)
+    assert delta(after, before, "distilbert_deploy_requests_total", model=TC, endpoint="grpc_infer",
+                 status="RESOURCE_EXHAUSTED") == 1
+    assert delta(after, before, "distilbert_deploy_errors_total", model=TC, kind="too_large") == 1
     requests = "distilbert_deploy_requests_total"
     assert delta(after, before, requests, model=TC, endpoint="grpc_infer", status="OK") == 2
     assert delta(after, before, requests, model=TC, endpoint="grpc_infer", status="INVALID_ARGUMENT") == 1
     assert delta(after, before, requests, model="_unknown", endpoint="grpc_infer", status="NOT_FOUND") == 1
     assert delta(after, before, "distilbert_deploy_errors_total", model=TC, kind="bad_input") == 1
     assert delta(after, before, "distilbert_deploy_errors_total", model="_unknown", kind="not_found") == 1
-    assert delta(after, before, "distilbert_deploy_request_seconds_count", model=TC, endpoint="grpc_infer") == 3
-    assert delta(after, before, "distilbert_deploy_queue_wait_seconds_count", model=TC) == 3  # one per text
+    assert delta(after, before, "distilbert_deploy_request_seconds_count", model=TC, endpoint="grpc_infer") == 4
+    assert delta(after, before, "distilbert_deploy_queue_wait_seconds_count", model=TC) == 3  # one per queued text
     assert after[("distilbert_deploy_inflight_requests", ())] == 0
 
 

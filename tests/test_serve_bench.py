@@ -219,6 +219,19 @@ def test_judge_c1_latency_on_the_paired_figures():
     assert t["no-errors"].met is True and "paired c=1 measurement (120 requests)" in t["no-errors"].measured
 
 
+def test_judge_c1_latency_over_grpc_is_its_own_target():
+    """The gRPC run's paired figures are judged as latency-c1-grpc beside REST's, and their failed requests count
+    against the zero-error target; without a gRPC run the target list is unchanged."""
+    runs = _runs({1: (100.0, 7.0), 16: (140.0,)}, {1: (100.0,), 16: (70.0,)})
+    ceilings = [_ceiling(200.0, 5.0)]
+    t = _by_id(judge(runs, ceilings, max_queue=256, paired=_paired(7.0, 6.0), paired_grpc=_paired(8.6, 6.5, errors=1)))
+    assert list(t) == ["batching-speedup", "latency-c1", "latency-c1-grpc", "ceiling-c64", "no-errors"]
+    assert t["latency-c1"].met is True and t["latency-c1-grpc"].met is False  # +1.00 ms; +2.10 ms
+    assert "(OIP v2 gRPC)" in t["latency-c1-grpc"].text and "+2.10 ms" in t["latency-c1-grpc"].measured
+    assert t["no-errors"].met is False and "paired c=1 measurement over gRPC: 1" in t["no-errors"].measured
+    assert "latency-c1-grpc" not in _by_id(judge(runs, ceilings, max_queue=256, paired=_paired(7.0, 6.0)))
+
+
 def test_judge_all_met_with_the_boundaries_counted_as_met():
     # batching 2.0x exactly at c=16 and 3x at c=64; paired c=1 p50 exactly in-process + 2 ms; c=64 at exactly 85%
     runs = _runs({1: (100.0, 7.0), 4: (150.0,), 16: (140.0,), 64: (170.0,)},
@@ -458,7 +471,7 @@ def _report_dict(runs, failures=()):
                                                                    "paired"), "m"),
             "load": {"tool": "locust", "version": "2", "user_class": "U", "endpoint": "/e", "texts": 1,
                      "text_source": "s", "mean_chars": 1.0}, "environment": {"cpu": {"flags": {}}},
-            "ceilings": [], "targets": [], "paired": None, "notes": [],
+            "ceilings": [], "targets": [], "paired": None, "paired_grpc": None, "notes": [],
             "runs": [{"label": label, "max_batch_size": 16, "command": "x", "ready_s": 1.0, "exit_code": 0,
                       "steps": [step], "engine": label, "rss_mb": 1.0, "served": "", "note": "how",
                       "listening": ["127.0.0.1:1"]} for label in runs],

@@ -7,11 +7,9 @@ from dataclasses import dataclass, replace
 from exporters.cls_pruning import CLS_TASKS  # heads that read only [CLS]: the --cls-pruning variants
 from runtimes.hardware import cpu_class
 
-# static variants pad every feed to the next of these: 8-token steps up to 64, where real texts are (tweets: median
-# 33 tokens, 95% <= 52) and padding is the largest share of a call; 31% of the tweets' tokens were padding with
-# 16/32/64 buckets, 14% with these. Interleaved (`bench run ... --workload tweets-bs1,tweets-bs16`, AVX-512 Zen 5):
-# 5-12% less per call one at a time, 11-20% less at 16 a request. Each bucket is its own compiled model with its
-# own copy of the weights, so more buckets cost cache (and ~60 MB each): the steps stop at 64.
+# static variants pad every feed to the next of these: 8-token steps up to 64, where real texts are and padding is
+# the largest share of a call (docs/optimize/README.md: tweets-bs16 20.1 -> 14.5 ms on AVX-512). Each bucket is its
+# own compiled model with its own copy of the weights, so more buckets cost cache and memory: the steps stop at 64.
 BUCKETS = (16, 24, 32, 40, 48, 56, 64, 96, 128, 256, 512)
 
 SOURCE = "onnxruntime-fp32"  # the fp32 export itself is a candidate: no build

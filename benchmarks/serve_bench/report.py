@@ -11,7 +11,8 @@ from pathlib import Path
 from benchmarks.bench.report import ReportError, check_header, read_json, save_png, write_atomic, write_files
 from runtimes.hardware import isa_text
 
-SCHEMA_VERSION = 3  # 2: the paired c=1 latency (`paired`); 3: peer failures, what each server listened on
+SCHEMA_VERSION = 4  # 2: the paired c=1 latency (`paired`); 3: peer failures, what each server listened on;
+# 4: the paired c=1 latency over gRPC too (`paired_grpc`, Paired.protocol); a version-3 report reads as 4 without it
 BATCHING, NO_BATCHING = "batching", "no-batching"  # the two service configurations of a run
 BATCHING_GRPC = "batching-grpc"  # our batching server again, driven over OIP v2 gRPC (--grpc): beside the gRPC peers
 OURS = (BATCHING, NO_BATCHING, BATCHING_GRPC)
@@ -110,6 +111,7 @@ class Paired:
     inprocess_ms: tuple[float, ...]  # per pair
     service_ms: tuple[float, ...]  # per pair, client side: request sent .. answer body read
     service_first: tuple[bool, ...]  # per pair: the HTTP request went first
+    protocol: str = "task"  # what the requests spoke: "task" (POST /v1/models/M/predict) or "oip-grpc-text"
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class ServeBenchReport:
     paired: Paired | None  # None: not measured (the run has no batching server)
     notes: tuple[str, ...] = ()
     failures: tuple[PeerFailure, ...] = ()
+    paired_grpc: Paired | None = None  # the same measurement against the gRPC run (None: no gRPC run)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -147,6 +150,8 @@ class ServeBenchReport:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "report") -> "ServeBenchReport":
+        if isinstance(d, dict) and d.get("schema_version") == 3:  # 4 only added paired_grpc (and its default)
+            d = {**d, "schema_version": SCHEMA_VERSION}
         check_header(d, where, SCHEMA_VERSION, "serve-bench.json", "make bench-serve")
         try:
             ceilings = tuple(Ceiling(**{**c, **{k: tuple(c[k]) for k in ("chunk_ms", "sorted_pass_ms", "single_ms")}})
@@ -157,14 +162,12 @@ class ServeBenchReport:
                                                      for s in r["steps"])}) for r in d["runs"])
             failures = tuple(PeerFailure(**f) for f in d.get("failures", ()))
             targets = tuple(Target(**t) for t in d["targets"])
-            p = d["paired"]
-            paired = None if p is None else Paired(**{**p, **{k: tuple(p[k]) for k in (
-                "error_messages", "inprocess_ms", "service_ms", "service_first")}})
+            paired, paired_grpc = _paired_of(d["paired"]), _paired_of(d.get("paired_grpc"))
             known = {f.name for f in fields(cls)}
-            rest = {k: v for k, v in d.items()
-                    if k in known and k not in ("ceilings", "runs", "targets", "paired", "notes", "failures")}
+            rest = {k: v for k, v in d.items() if k in known and k not in (
+                "ceilings", "runs", "targets", "paired", "paired_grpc", "notes", "failures")}
             return cls(**{**rest, "ceilings": ceilings, "runs": runs, "targets": targets, "paired": paired,
-                          "notes": tuple(d.get("notes", ())), "failures": failures})
+                          "paired_grpc": paired_grpc, "notes": tuple(d.get("notes", ())), "failures": failures})
         except (KeyError, TypeError, ValueError) as e:
             raise ReportError(f"{where}: malformed service benchmark report ({type(e).__name__}: {e}). Fix: pass a "
                               f"serve-bench.json written by `make bench-serve`, or re-run it") from None
@@ -203,6 +206,12 @@ def inprocess_batching_gain(ceilings: list[dict]) -> float | None:
     return max(srt) / max(one) if srt and one else None
 
 
+def _paired_of(p: dict | None) -> Paired | None:
+    if p is None:
+        return None
+    return Paired(**{**p, **{k: tuple(p[k]) for k in ("error_messages", "inprocess_ms", "service_ms", "service_first")}})
+
+
 def paired_stats(inprocess_ms: Sequence[float], service_ms: Sequence[float]) -> dict:
     """The figures of the paired c=1 measurement from its per-pair latencies (pair k = inprocess_ms[k],
     service_ms[k]): p50/p90 of each side (numpy `linear`), the median of the per-pair differences (service -
@@ -222,9 +231,10 @@ def paired_stats(inprocess_ms: Sequence[float], service_ms: Sequence[float]) -> 
 
 
 def judge(runs: list[dict], ceilings: list[dict], max_queue: int, paired: dict | None = None,
-          task: str = "text-classification") -> list[Target]:
+          task: str = "text-classification", paired_grpc: dict | None = None) -> list[Target]:
     """The issue's targets, from the measured steps (dicts as in the JSON) of one run, the in-process ceilings and
-    the paired c=1 measurement (the latency target is judged on it alone). A feature-extraction run (our
+    the paired c=1 measurements (the latency target is judged on them alone: REST, and gRPC when paired_grpc is
+    given). A feature-extraction run (our
     /v1/embeddings against the peers) has no ceiling, paired or no-batching run: only the zero-error target."""
     ceiling, _ = ceiling_figures(ceilings)
     out = []
@@ -249,19 +259,9 @@ def judge(runs: list[dict], ceilings: list[dict], max_queue: int, paired: dict |
                       "; ".join(parts) or "no step at concurrency >= 16 for both configurations",
                       all(met) if met else None))
     # 2. concurrency 1: service p50 <= in-process p50 + 2 ms, both measured side by side, interleaved
-    latency_text = f"at concurrency 1, service p50 <= in-process p50 + {P50_SLACK_MS:g} ms"
-    if not paired or not paired.get("pairs"):
-        out.append(Target("latency-c1", latency_text, "not measured (needs the paired measurement against the "
-                                                      "batching server, with at least one successful pair)", None))
-    else:
-        p = paired
-        errs = f"; {p['errors']} failed requests dropped" if p.get("errors") else ""
-        out.append(Target("latency-c1", latency_text,
-                          f"measured side by side, interleaved ({p['pairs']} pairs, order swapped every pair, "
-                          f"{p['configuration']} server): service p50 {p['service_p50_ms']:.2f} ms, in-process p50 "
-                          f"{p['inprocess_p50_ms']:.2f} ms: {p['p50_diff_ms']:+.2f} ms (median per-pair difference "
-                          f"{p['median_diff_ms']:+.2f} ms){errs}",
-                          p["p50_diff_ms"] <= P50_SLACK_MS + BOUNDARY_EPS_MS))
+    out.append(_latency_c1("latency-c1", "", paired))
+    if paired_grpc is not None:
+        out.append(_latency_c1("latency-c1-grpc", " (OIP v2 gRPC)", paired_grpc))
     # 3. concurrency 64: throughput >= 85% of the in-process ceiling of the same artifact
     at = _step(runs, BATCHING, CEILING_AT)
     what = f"at concurrency {CEILING_AT}, throughput >= {CEILING_FRACTION:.0%} of the in-process ceiling"
@@ -272,25 +272,39 @@ def judge(runs: list[dict], ceilings: list[dict], max_queue: int, paired: dict |
         out.append(Target(f"ceiling-c{CEILING_AT}", what,
                           f"{at['throughput_rps']:.1f} req/s of {ceiling:.1f} texts/s = {frac:.0%}",
                           frac >= CEILING_FRACTION))
-    out.append(_no_errors(runs, max_queue, paired))
+    out.append(_no_errors(runs, max_queue, paired, paired_grpc))
     return out
 
 
-def _no_errors(runs: list[dict], max_queue: int, paired: dict | None) -> Target:
+def _latency_c1(tid: str, over: str, p: dict | None) -> Target:
+    text = f"at concurrency 1{over}, service p50 <= in-process p50 + {P50_SLACK_MS:g} ms"
+    if not p or not p.get("pairs"):
+        return Target(tid, text, "not measured (needs the paired measurement against the batching server, with at "
+                                 "least one successful pair)", None)
+    errs = f"; {p['errors']} failed requests dropped" if p.get("errors") else ""
+    return Target(tid, text, f"measured side by side, interleaved ({p['pairs']} pairs, order swapped every pair, "
+                             f"{p['configuration']} server): service p50 {p['service_p50_ms']:.2f} ms, in-process p50 "
+                             f"{p['inprocess_p50_ms']:.2f} ms: {p['p50_diff_ms']:+.2f} ms (median per-pair "
+                             f"difference {p['median_diff_ms']:+.2f} ms){errs}",
+                  p["p50_diff_ms"] <= P50_SLACK_MS + BOUNDARY_EPS_MS)
+
+
+def _no_errors(runs: list[dict], max_queue: int, paired: dict | None, paired_grpc: dict | None = None) -> Target:
     # no errors below the queue limit (one row per request: every step with concurrency <= max_queue)
     # and the paired measurement's requests (one at a time)
     below = [(r["label"], s) for r in runs for s in r["steps"] if s["concurrency"] <= max_queue
              and r["label"] in OURS]
     errs = [f"{label} c={s['concurrency']}: {s['errors']}" for label, s in below if s["errors"]]
     paired_part = ""
-    if paired:
-        paired_part = f" and the paired c=1 measurement ({paired['requests']} requests)"
-        if paired["errors"]:
-            errs.append(f"paired c=1 measurement: {paired['errors']}")
+    for p, what in ((paired, "the paired c=1 measurement"), (paired_grpc, "the paired c=1 measurement over gRPC")):
+        if p:
+            paired_part += f" and {what} ({p['requests']} requests)"
+            if p["errors"]:
+                errs.append(f"{what.removeprefix('the ')}: {p['errors']}")
     return Target("no-errors", f"0 errors below the queue limit ({max_queue} rows)",
                   ("errors in " + "; ".join(errs)) if errs else
                   f"0 errors in {len(below)} steps ({sum(s['requests'] + s['warmup_requests'] for _, s in below)}"
-                  f" requests){paired_part}", (not errs) if (below or paired) else None)
+                  f" requests){paired_part}", (not errs) if (below or paired or paired_grpc) else None)
 
 
 def peer_targets(runs: list[dict], failures: Sequence[dict] = ()) -> list[Target]:
@@ -391,27 +405,32 @@ def _verdict(met) -> str:
     return {True: "**met**", False: "**not met**", None: "not measured"}[met]
 
 
-def _paired_section(p: dict | None, endpoint: str) -> list[str]:
-    L = ["", "## Paired latency at concurrency 1 (in-process and service, side by side)", ""]
+def _paired_section(p: dict | None, endpoint: str, over: str = "") -> list[str]:
+    L = ["", f"## Paired latency at concurrency 1{over} (in-process and service, side by side)", ""]
     if p is None:
         return L + ["Not measured in this run (it runs against the batching server)."]
+    grpc = p.get("protocol") == "oip-grpc-text"
+    call = "gRPC `ModelInfer` (one BYTES `text`)" if grpc else f"`POST {endpoint}`"
+    kind = "gRPC" if grpc else "HTTP"
+    conn = "one gRPC channel" if grpc else "one keep-alive connection"
+    wire = "gRPC, protobuf" if grpc else "HTTP, JSON"
     L += [f"The latency target is judged here, not on the locust c=1 step above: with the {p['configuration']} server "
           f"up ({p['when']}), this process loaded the same artifact in-process ({p['threads'] or 'default'} threads) "
           f"and, on the same held-out texts one at a time, alternated one in-process call and one "
-          f"`POST {endpoint}` over one keep-alive connection, swapping which goes first every pair. "
+          f"{call} over {conn}, swapping which goes first every pair. "
           f"Both sides of a pair are measured within milliseconds of each other, so a slow moment of the shared "
           f"machine slows both alike and cancels out of the difference (what it does not cancel is a lasting "
           f"difference between the two processes' runtimes, e.g. where their threads run). "
-          f"The service side is client side (request sent to answer read: HTTP, JSON, tokenizing, the batcher and "
+          f"The service side is client side (request sent to answer read: {wire}, tokenizing, the batcher and "
           f"the runtime in the server process).", "",
-          "| | in-process | service (HTTP) | service − in-process |", "|---|---|---|---|",
+          f"| | in-process | service ({kind}) | service − in-process |", "|---|---|---|---|",
           f"| p50 ms | {_ms(p['inprocess_p50_ms'])} | {_ms(p['service_p50_ms'])} | {_diff(p['p50_diff_ms'])} |",
           f"| p90 ms | {_ms(p['inprocess_p90_ms'])} | {_ms(p['service_p90_ms'])} | "
           f"{_diff(None if p['pairs'] == 0 else p['service_p90_ms'] - p['inprocess_p90_ms'])} |",
           f"| median of the per-pair differences, ms | – | – | {_diff(p['median_diff_ms'])} |", "",
           f"{p['pairs']} pairs in {p['duration_s']:.1f} s after {p['warmup_pairs']} untimed warm-up pairs; stopped by "
-          f"its {p['stopped_by']} bound (at most {p['max_pairs']} pairs or {p['max_s']:g} s); {p['requests']} HTTP "
-          f"requests over {p['connections']} connection(s), {p['errors']} errors."]
+          f"its {p['stopped_by']} bound (at most {p['max_pairs']} pairs or {p['max_s']:g} s); {p['requests']} {kind} "
+          f"requests over {p['connections']} {'channel' if grpc else 'connection'}(s), {p['errors']} errors."]
     if p["error_messages"]:
         L += ["", "Errors (first few): " + "; ".join(f"`{e}`" for e in p["error_messages"])]
     return L
@@ -472,6 +491,8 @@ def to_markdown(d: dict) -> str:
             f"c={c}: –" for c in both) + "."]
     L += _peers_section(d)
     L += _paired_section(d.get("paired"), load["endpoint"])
+    if d.get("paired_grpc"):
+        L += _paired_section(d["paired_grpc"], load["endpoint"], " over gRPC")
     L += ["", "## In-process ceiling", "",
           "Texts/s of the same pipeline in three ways: `chunks` (calls of the max batch of texts, in corpus order), "
           "`one-by-one` (one text per call), `sorted` (all texts in one call: sorted by length, then batched); the "

@@ -355,10 +355,74 @@ class _Client:
             self.conn = None
 
 
+class _GrpcClient:
+    """OIP v2 gRPC ModelInfer with one BYTES `text` (tritonclient's message classes, as the locust gRPC user) over
+    one channel; a new channel only after a failed exchange."""
+
+    def __init__(self, target: str, model: str):
+        self.target, self.model, self.channel, self.stub, self.connections = target, model, None, None, 0
+
+    def connect(self) -> None:
+        if self.channel is None:
+            import grpc
+            from tritonclient.grpc import service_pb2_grpc
+
+            self.channel = grpc.insecure_channel(self.target)
+            grpc.channel_ready_future(self.channel).result(timeout=HTTP_TIMEOUT_S)  # outside any timing
+            self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+            self.connections += 1
+
+    def predict(self, text: str) -> tuple[float, str | None]:
+        import grpc
+        from tritonclient.grpc import service_pb2
+
+        req = service_pb2.ModelInferRequest(model_name=self.model)
+        req.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(text.encode())
+        self.connect()
+        t = time.perf_counter()
+        try:
+            r = self.stub.ModelInfer(req, timeout=HTTP_TIMEOUT_S)
+        except grpc.RpcError as e:
+            dt = (time.perf_counter() - t) * 1e3
+            self.close()
+            return dt, f"gRPC {e.code().name}: {e.details()}"
+        return (time.perf_counter() - t) * 1e3, check_grpc_answer(r)
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = self.stub = None
+
+
+def check_grpc_answer(r) -> str | None:
+    """None when a ModelInferResponse's `answer` output is one JSON text-classification answer (typed or raw)."""
+    out = next((o for o in r.outputs if o.name == "answer"), None)
+    data = None
+    if out is not None and out.contents.bytes_contents:
+        data = out.contents.bytes_contents[0]
+    elif out is not None and len(r.raw_output_contents) == len(r.outputs):
+        raw = r.raw_output_contents[list(r.outputs).index(out)]
+        data = raw[4:4 + int.from_bytes(raw[:4], "little")]
+    try:
+        answer = json.loads(data) if data is not None else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        answer = None
+    if isinstance(answer, dict) and "label" in answer:
+        return None
+    return f"not a text-classification answer: {str(r)[:200]}"
+
+
+def paired_client(server: "Server"):
+    """The paired measurement's client for what this server's load speaks: gRPC for the gRPC run, else REST."""
+    if server.launch.protocol == "oip-grpc-text":
+        return _GrpcClient(f"{HOST}:{server.launch.grpc_port}", server.model)
+    return _Client(server.port)
+
+
 def measure_paired(cfg: ServeBenchConfig, server: "Server", texts: list[str], label: str = BATCHING) -> Paired:
     """The c=1 latency, side by side: this process loads the same artifact in-process (as ceiling.py does) and, for
-    the held-out texts in order, one at a time, runs pairs of one in-process call `pipe(text)` and one HTTP predict
-    request with the same text; the in-process call goes first on even pairs and the request on odd ones (the order
+    the held-out texts in order, one at a time, runs pairs of one in-process call `pipe(text)` and one request with the
+    same text (HTTP predict, or gRPC ModelInfer against the gRPC run: paired_client); the in-process call goes first on even pairs and the request on odd ones (the order
     swapped every pair, warm-up included, cancels an order bias). Each is timed with perf_counter. After
     cfg.paired_warmup_pairs untimed pairs, pairs run until cfg.paired_max_pairs pairs or cfg.paired_max_s seconds,
     whichever comes first (at least one pair). A pair whose request failed is dropped and counted as an error."""
@@ -367,7 +431,7 @@ def measure_paired(cfg: ServeBenchConfig, server: "Server", texts: list[str], la
 
     threads = cfg.effective_ceiling_threads
     pipe = load_pipeline(cfg.artifact, RuntimeOptions(threads=threads), batch_size=cfg.batch_size)
-    client = _Client(server.port)
+    client = paired_client(server)
     inproc, service, service_first, errors = [], [], [], []
     requests = 0
     k = 0  # pair index over warm-up and measured pairs: the order alternates across both
@@ -407,7 +471,7 @@ def measure_paired(cfg: ServeBenchConfig, server: "Server", texts: list[str], la
         client.close()
         pipe.runtime.close()
     stats = paired_stats(inproc, service)
-    return Paired(configuration=label, when=PAIRED_WHEN, threads=threads, warmup_pairs=cfg.paired_warmup_pairs,
+    return Paired(configuration=label, when=PAIRED_WHEN, threads=threads, protocol=server.launch.protocol, warmup_pairs=cfg.paired_warmup_pairs,
                   max_pairs=cfg.paired_max_pairs, max_s=cfg.paired_max_s,
                   stopped_by="count" if attempted >= cfg.paired_max_pairs else "time", duration_s=duration,
                   requests=requests, errors=len(errors), error_messages=tuple(errors[:MAX_ERROR_MESSAGES]),
@@ -560,9 +624,11 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
         runs = [on]
         if cls:
             runs.append(run_config(cfg, NO_BATCHING, 1, texts_path, work / NO_BATCHING, log)[0])
+        paired_grpc = None
         if cls and cfg.grpc:
-            runs.append(run_config(cfg, BATCHING_GRPC, cfg.batch_size, texts_path, work / BATCHING_GRPC, log,
-                                   peer=peers.OURS_GRPC)[0])
+            grpc_run, paired_grpc = run_config(cfg, BATCHING_GRPC, cfg.batch_size, texts_path, work / BATCHING_GRPC,
+                                               log, paired_texts=texts, peer=peers.OURS_GRPC)
+            runs.append(grpc_run)
         measured = [run_peer(cfg, peer, texts_path, work / peer, log, m.task) for peer in cfg.peers]
         runs += [r for r in measured if isinstance(r, ServerRun)]
         failures = [r for r in measured if isinstance(r, PeerFailure)]
@@ -573,7 +639,8 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
     run_dicts = [asdict(r) for r in runs]
     fails = [asdict(f) for f in failures]
     targets = judge(run_dicts, [asdict(c) for c in ceilings], cfg.max_queue, asdict(paired) if paired else None,
-                    task=m.task) + peer_targets(run_dicts, fails)
+                    task=m.task, paired_grpc=asdict(paired_grpc) if paired_grpc else None) + peer_targets(run_dicts,
+                                                                                                        fails)
     notes = [f"{r.label}: the server exited with {r.exit_code if r.exit_code is not None else 'no code (killed)'} "
              f"after SIGTERM (expected 0)" for r in runs if r.exit_code != 0]
     notes += [f"{r.label} c={s.concurrency}: the step stopped on its request budget ({cfg.max_requests}) before "
@@ -625,11 +692,15 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
                       f"having read the answer); {cfg.paired_warmup_pairs} untimed warm-up pairs, then at most "
                       f"{cfg.paired_max_pairs} pairs or {cfg.paired_max_s:g} s; a pair whose answer is not a 200 "
                       f"text-classification answer is dropped and counted as an error; p50/p90 numpy `linear`; "
-                      f"met when service p50 <= in-process p50 + {P50_SLACK_MS:g} ms",
+                      f"met when service p50 <= in-process p50 + {P50_SLACK_MS:g} ms"
+                      + (f"; with --grpc, the same against the {BATCHING_GRPC} server, one gRPC ModelInfer (one BYTES "
+                         f"`text`, tritonclient's messages) over one channel in place of the HTTP request"
+                         if cfg.grpc else ""),
         },
         load={"tool": "locust", "version": importlib.metadata.version("locust"), "user_class": "FastHttpUser",
               "endpoint": f"/v1/models/{MODEL_NAME}/predict" if cls else "/v1/embeddings", "texts": len(texts),
               "text_source": "exporters.tweets.split()[1], the held-out split, in its order",
               "mean_chars": float(np.mean([len(t) for t in texts]))},
         environment=environment, ceilings=tuple(ceilings), runs=tuple(runs), targets=tuple(targets), paired=paired,
+        paired_grpc=paired_grpc,
         notes=tuple(notes), failures=tuple(failures))

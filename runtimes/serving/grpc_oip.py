@@ -13,7 +13,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from ..errors import ConfigError, InputError
-from .dataplane import DataPlane, kind_of, message_of, presented_key, retry_after
+from .dataplane import DataPlane, TooLarge, kind_of, message_of, presented_key, retry_after
 from .model import VERSION
 from .oip import DTYPES, InferRequest, datatype_of, element_count, from_binary, to_binary
 from .oip_grpc import grpc_service_pb2 as pb, grpc_service_pb2_grpc as pb_grpc, model_config_pb2 as mc
@@ -29,6 +29,7 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 ENCODE_OFF_LOOP_BYTES = 1 << 16  # bigger answers are encoded in a worker thread
+HARD_LIMIT_FACTOR = 2  # grpc reads messages up to this many times --max-body-bytes; ModelInfer refuses those over 1x
 
 
 # --- codec: ModelInferRequest -> InferRequest (as oip.parse_request gives REST's), tensors -> ModelInferResponse
@@ -147,6 +148,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         name = request.model_name
 
         async def call():
+            limit = self.plane.cfg.max_body_bytes
+            if request.ByteSize() > limit:
+                raise TooLarge(f"the ModelInferRequest is {request.ByteSize()} bytes; this server accepts at most "
+                               f"{limit} (--max-body-bytes). Fix: send fewer or shorter inputs per request",
+                               "too_large")
             req, tensors, params = await self.plane.infer(name, request.model_version, lambda: parse_infer(request),
                                                           started)
             if sum(a.nbytes for a in tensors.values()) <= ENCODE_OFF_LOOP_BYTES:
@@ -175,9 +181,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 
 async def start_server(plane: DataPlane, host: str, port: int) -> grpc.aio.Server:
-    """The gRPC server on host:port, bound and started on the running loop. Messages over --max-body-bytes are
-    refused by grpc itself (RESOURCE_EXHAUSTED). No SO_REUSEPORT: a port in use stops the start."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", plane.cfg.max_body_bytes),
+    """The gRPC server on host:port, bound and started on the running loop. A ModelInfer message over
+    --max-body-bytes is refused by ModelInfer (RESOURCE_EXHAUSTED naming the flag, counted in the metrics); one over
+    HARD_LIMIT_FACTOR times it by grpc itself before it is read (its own "larger than max" message, not counted).
+    No SO_REUSEPORT: a port in use stops the start."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", HARD_LIMIT_FACTOR * plane.cfg.max_body_bytes),
                                       ("grpc.so_reuseport", 0)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -103,8 +103,8 @@ class BenchConfig:
                                   f"positions. Fix: use a sequence length <= {MAX_POSITIONS}")
 
 
-QUICK = dict(warmup=1, min_time_s=0.0, min_iters=3, round_time_s=0.02, settle_s=0.0, latency_shape=(1, 32), sweep_batches=(1, 4),
-             sweep_sequences=(16, 32), throughput_shape=(8, 32), realtext_size=16, realtext_batch=4, realtext_fixed=64,
+QUICK = dict(warmup=1, min_time_s=0.0, min_iters=3, round_time_s=0.02, settle_s=0.0, latency_shape=(1, 32),
+             sweep_batches=(1, 4), sweep_sequences=(16, 32), throughput_shape=(8, 32), realtext_size=16, realtext_batch=4, realtext_fixed=64,
              coldstart_runs=1, calibration_size=8, baselines=("torch-eager-fp32",))
 
 

@@ -26,7 +26,7 @@ from .workloads import MAX_POSITIONS, NUM_CHOICES, Workload, fixed, parse_select
 
 REWARM_BELOW_S = 0.02  # longer calls: a thread pool's wake-up (ms) is noise, and a re-warm call would double the cost
 # settle_s: an ONNX Runtime or OpenVINO pool keeps its threads spinning for tens of ms after a call; on 2 cores the
-# next target's turn ran in their shadow (docs/bench.md, "Settling between turns")
+# next target's turn ran in their shadow (docs/optimize/README.md, "Two findings of the second AVX-512 run")
 INT8_PEERS = ("ort-qdynamic", "ov-nncf", "optimum-ortq")
 UNAVAILABLE = ("BackendUnavailable", "ModuleNotFoundError", "ImportError")
 

@@ -365,24 +365,22 @@ class _GrpcClient:
     def connect(self) -> None:
         if self.channel is None:
             import grpc
-            from tritonclient.grpc import service_pb2_grpc
+            from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+            self.grpc, self.pb = grpc, service_pb2
             self.channel = grpc.insecure_channel(self.target)
             grpc.channel_ready_future(self.channel).result(timeout=HTTP_TIMEOUT_S)  # outside any timing
             self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
             self.connections += 1
 
     def predict(self, text: str) -> tuple[float, str | None]:
-        import grpc
-        from tritonclient.grpc import service_pb2
-
-        req = service_pb2.ModelInferRequest(model_name=self.model)
-        req.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(text.encode())
         self.connect()
+        req = self.pb.ModelInferRequest(model_name=self.model)
+        req.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(text.encode())
         t = time.perf_counter()
         try:
             r = self.stub.ModelInfer(req, timeout=HTTP_TIMEOUT_S)
-        except grpc.RpcError as e:
+        except self.grpc.RpcError as e:
             dt = (time.perf_counter() - t) * 1e3
             self.close()
             return dt, f"gRPC {e.code().name}: {e.details()}"
@@ -395,7 +393,8 @@ class _GrpcClient:
 
 
 def check_grpc_answer(r) -> str | None:
-    """None when a ModelInferResponse's `answer` output is one JSON text-classification answer (typed or raw)."""
+    """None when a ModelInferResponse's `answer` output is one JSON text-classification answer (typed or raw); the
+    locustfile decodes the same way (it cannot be imported here: locust patches the importing process)."""
     out = next((o for o in r.outputs if o.name == "answer"), None)
     data = None
     if out is not None and out.contents.bytes_contents:

@@ -148,9 +148,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         name = request.model_name
 
         async def call():
-            limit = self.plane.cfg.max_body_bytes
-            if request.ByteSize() > limit:
-                raise TooLarge(f"the ModelInferRequest is {request.ByteSize()} bytes; this server accepts at most "
+            limit, size = self.plane.cfg.max_body_bytes, request.ByteSize()
+            if size > limit:
+                raise TooLarge(f"the ModelInferRequest is {size} bytes; this server accepts at most "
                                f"{limit} (--max-body-bytes). Fix: send fewer or shorter inputs per request",
                                "too_large")
             req, tensors, params = await self.plane.infer(name, request.model_version, lambda: parse_infer(request),
@@ -185,8 +185,8 @@ async def start_server(plane: DataPlane, host: str, port: int) -> grpc.aio.Serve
     --max-body-bytes is refused by ModelInfer (RESOURCE_EXHAUSTED naming the flag, counted in the metrics); one over
     HARD_LIMIT_FACTOR times it by grpc itself before it is read (its own "larger than max" message, not counted).
     No SO_REUSEPORT: a port in use stops the start."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", HARD_LIMIT_FACTOR * plane.cfg.max_body_bytes),
-                                      ("grpc.so_reuseport", 0)])
+    hard_limit = HARD_LIMIT_FACTOR * plane.cfg.max_body_bytes
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", hard_limit), ("grpc.so_reuseport", 0)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

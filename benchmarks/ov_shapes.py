@@ -4,7 +4,9 @@ nearly every call). `--batches`: how a service's batches (every size 1-16, bucke
 interleaved call by call: the dynamic model, one model per (batch, bucket), or one per bucket with the batch axis
 dynamic. `--feeding` (a bucketed artifact): held-out tweets one at a time through the runtime's in-place path
 against np.pad + infer(feed), interleaved call by call. `--profile 1xN`: OpenVINO's PERF_COUNT per node type at
-that static shape. `python -m benchmarks.ov_shapes ARTIFACT [ARTIFACT...] [--batches] [--feeding] [--profile 1x16]`;
+that static shape. `--switching N`: a static 1xN model called alone, then alternating call by call with a second
+compiled copy of itself, then with a 1x(N+8) model (what a bucketed artifact does on real text). `python -m
+benchmarks.ov_shapes ARTIFACT [ARTIFACT...] [--batches] [--feeding] [--profile 1x16] [--switching 32]`;
 docs/optimize/README.md."""
 from __future__ import annotations
 
@@ -114,6 +116,32 @@ def node_profile(core, model, cfg, shape: str, calls: int) -> str:
             + ", ".join(f"{k} {v:.0f} µs ({v / total:.0%})" for k, v in spent.most_common(5)))
 
 
+def switching_profile(core, model, cfg, n: int, rounds: int, calls: int) -> str:
+    """Median ms a call of a static 1xn model: alone, alternating with an identical compiled copy (same shape, its
+    own packed weights), and alternating with the next bucket's model; the three ways in rotated rounds."""
+    def compiled(length):
+        m = model.clone()
+        m.reshape({"input_ids": [1, length], "attention_mask": [1, length]})
+        return core.compile_model(m, "CPU", cfg).create_infer_request()
+
+    a, b, c = compiled(n), compiled(n), compiled(n + 8)
+    fa, fc = feed(n), feed(n + 8)
+    ways = {"alone": [(a, fa)], "with a copy": [(a, fa), (b, fa)], f"with 1x{n + 8}": [(a, fa), (c, fc)]}
+    spent = {w: [] for w in ways}
+    for r in range(rounds):
+        for w in list(ways)[r % 3:] + list(ways)[:r % 3]:
+            time.sleep(0.05)
+            seq = ways[w] * (calls // len(ways[w]))
+            for req, f in seq[:2]:
+                req.infer(f)
+            for req, f in seq:
+                t = time.perf_counter_ns()
+                req.infer(f)
+                spent[w].append(time.perf_counter_ns() - t)
+    return (f"switching at 1x{n}: " + ", ".join(f"{w} {np.median(x) / 1e6:.3f}" for w, x in spent.items())
+            + " ms a call")
+
+
 def main(argv=None) -> int:
     import openvino as ov
 
@@ -128,7 +156,9 @@ def main(argv=None) -> int:
     p.add_argument("--batches", action="store_true", help="also the mixed-batch profile (a service's batches)")
     p.add_argument("--feeding", action="store_true", help="also the in-place feeding against np.pad (bucketed)")
     p.add_argument("--profile", metavar="BxS", help="also OpenVINO's PERF_COUNT per node type at this shape")
-    p.add_argument("--rounds", type=int, default=6, help="--feeding: timed passes over the tweets")
+    p.add_argument("--switching", type=int, metavar="N", help="also the cost of switching between static models")
+    p.add_argument("--rounds", type=int, default=6, help="--feeding: timed passes over the tweets; --switching: "
+                                                         "rounds of --calls calls per way")
     a = p.parse_args(argv)
     cpu = cpu_info()
     print(f"{cpu['model']} ({cpu_class(cpu)}), openvino {ov.get_version()}")
@@ -155,6 +185,8 @@ def main(argv=None) -> int:
             cells.append(node_profile(core, model, cfg, a.profile, a.calls))
         if a.feeding:
             cells.append(feeding_profile(path, a.rounds))
+        if a.switching:
+            cells.append(switching_profile(core, model, cfg, a.switching, a.rounds, a.calls))
         print(f"{path.name}: " + "; ".join(cells))
     return 0
 

@@ -234,6 +234,19 @@ def test_tiny_run_records_every_candidate_in_manifest_and_report(tiny_run):
         assert why, cid
 
 
+def test_tiny_run_profiles_the_workloads_where_a_target_against_the_peers_was_missed(tiny_run):
+    d, root = tiny_run
+    missed = {t["workload"] for t in d["targets"] if t["passed"] is False and "peer" in t["target"]}
+    assert {e["workload"] for e in d["profiles"]} == missed
+    md = (root / "rep" / "selection.md").read_text()
+    assert ("## Where the time goes" in md) == bool(missed)
+    for e in d["profiles"]:
+        ids = [p["id"] for p in e["targets"]]
+        assert ids[0] == d["winner"] and d["selection"]["best_peer"][e["workload"]]["id"] in ids
+        for p in e["targets"]:
+            assert "error" in p or (p["node_us"] > 0 and p["wall_us"] > 0), p
+
+
 # ------------------------------------------------------------------ bad input: exit 2, nothing written
 
 

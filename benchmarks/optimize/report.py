@@ -40,6 +40,7 @@ def to_markdown(d: dict) -> str:
     for t in d["targets"]:
         v = "–" if t["value"] is None else f"{t['value']:.2f}x"
         L.append(f"| {t['target']} | {v} | {t['limit']:g}x | {_verdict(t['passed'])} | {t['detail']} |")
+    L += _profiles_section(d.get("profiles") or [])
     L += ["", "## Every target, one interleaved run", "",
           "p50 ms (p99 in brackets) per workload; parity on the ci corpus (screen) and the full held-out corpus "
           "(finalists).", "",
@@ -76,6 +77,31 @@ def to_markdown(d: dict) -> str:
     if base is None:
         L.append("PyTorch eager fp32 was not timed in this run.")
     return "\n".join(L) + "\n"
+
+
+def _profiles_section(profiles: list[dict]) -> list[str]:
+    if not profiles:
+        return []
+    L = ["", "## Where the time goes, on the workloads where a target was missed", "",
+         "The winner and the best peer, each profiled alone at the workload's mean padded shape (seeded random ids, "
+         "every token real) as our runtime runs it: a bucketed IR at its bucket, OpenVINO at the artifact's "
+         "inference precision (`benchmarks/optimize/profiles.py`). The call is timed with the profiler off, side by "
+         "side; the operators' µs a call come from the profiler, whose own cost differs by tool (ONNX Runtime's "
+         "adds several µs a node), so compare shares within a row, and calls across rows.", ""]
+    for e in profiles:
+        L += [f"**`{e['workload']}`** at {e['shape']}" + (f": {e['reading']}" if e.get("reading") else ""), "",
+              "| target | call µs | tool | ran at | operators µs (profiled call µs) | matrix multiplies | largest "
+              "operators, µs (share) |", "|---|---|---|---|---|---|---|"]
+        for p in e["targets"]:
+            if "error" in p:
+                L.append(f"| {p['id']} | – | – | – | – | – | not profiled: {p['error']} |")
+                continue
+            ops = "; ".join(f"{o['op']} {o['us']:.0f} ({o['share']:.0%})" for o in p["ops"])
+            call = f"{p['wall_us']:.0f}" if p.get("wall_us") is not None else "–"
+            L.append(f"| {p['id']} | {call} | {p['tool']} | {p['ran_at']} | {p['node_us']:.0f} "
+                     f"({p['profiled_wall_us']:.0f}) | {p['gemm_share']:.0%} | {ops} |")
+        L.append("")
+    return L[:-1]
 
 
 def plot(d: dict, path: Path) -> None:

@@ -310,6 +310,10 @@ def optimize(cfg: OptimizeConfig, log=print) -> dict:
     if sel["winner"] is None:
         raise no_winner(records)
     result = summary(cfg, cpu, klass, records, sel, bench, clock, src_m)
+    from .profiles import profile_misses
+
+    result["profiles"] = profile_misses(Path(cfg.src), result, paths, bench, clock.fits, log)
+    result["seconds"] = round(clock.elapsed(), 1)
     write_winner(paths[sel["winner"]], cfg.out, result)
     from .report import write_all
 

@@ -76,20 +76,24 @@ def targets(sel: dict, records: list[dict], rank: str, *, lead: float = 1.2, ove
     worst = min(bp.items(), key=lambda kv: kv[1]["ratio"]) if bp else None
     out.append({"target": "as fast as every peer on every workload", "value": worst[1]["ratio"] if worst else None,
                 "limit": 1.0, "passed": (worst[1]["ratio"] >= 1.0) if worst else None,
-                "detail": f"lowest ratio: {worst[0]} vs {worst[1]['id']}" if worst else "no peer timed"})
+                "detail": f"lowest ratio: {worst[0]} vs {worst[1]['id']}" if worst else "no peer timed",
+                "workload": worst[0] if worst else None, "peers": "all"})
     for w in dict.fromkeys([rank, "1x128"]):
         if w in bp:
             out.append({"target": f">= {lead}x the best peer on {w}", "value": bp[w]["ratio"], "limit": lead,
-                        "passed": bp[w]["ratio"] >= lead, "detail": f"best peer {bp[w]['id']}"})
+                        "passed": bp[w]["ratio"] >= lead, "detail": f"best peer {bp[w]['id']}", "workload": w,
+                        "peers": "all"})
     fair = sel.get("best_passing_peer", {})
     if fair and fair != bp:  # some faster peer fails parity: the same bounds against the peers that pass it
         low = min(fair.items(), key=lambda kv: kv[1]["ratio"])
         out.append({"target": "as fast as every peer that passes parity, on every workload", "value": low[1]["ratio"],
-                    "limit": 1.0, "passed": low[1]["ratio"] >= 1.0, "detail": f"lowest: {low[0]} vs {low[1]['id']}"})
+                    "limit": 1.0, "passed": low[1]["ratio"] >= 1.0, "detail": f"lowest: {low[0]} vs {low[1]['id']}",
+                    "workload": low[0], "peers": "passing"})
         for w in dict.fromkeys([rank, "1x128"]):
             if w in fair:
                 out.append({"target": f">= {lead}x the best peer that passes parity on {w}", "value": fair[w]["ratio"],
-                            "limit": lead, "passed": fair[w]["ratio"] >= lead, "detail": f"{fair[w]['id']}"})
+                            "limit": lead, "passed": fair[w]["ratio"] >= lead, "detail": f"{fair[w]['id']}",
+                            "workload": w, "peers": "passing"})
     if "1x128" in sel["vs_baseline"]:
         v = sel["vs_baseline"]["1x128"]
         out.append({"target": f">= {over_torch}x PyTorch eager fp32 at 1x128", "value": v, "limit": over_torch,

@@ -4,10 +4,12 @@ nearly every call). `--batches`: how a service's batches (every size 1-16, bucke
 interleaved call by call: the dynamic model, one model per (batch, bucket), or one per bucket with the batch axis
 dynamic. `--feeding` (a bucketed artifact): held-out tweets one at a time through the runtime's in-place path
 against np.pad + infer(feed), interleaved call by call. `--profile 1xN`: OpenVINO's PERF_COUNT per node type at
-that static shape. `--switching N`: a static 1xN model called alone, then alternating call by call with a second
-compiled copy of itself, then with a 1x(N+8) model (what a bucketed artifact does on real text). `python -m
-benchmarks.ov_shapes ARTIFACT [ARTIFACT...] [--batches] [--feeding] [--profile 1x16] [--switching 32]`;
-docs/optimize/README.md."""
+that static shape. `--switching N`: a static 1xN model's call alone, then alternating call by call with a second
+compiled copy of itself, with a 1x(N+8) model (what a bucketed artifact does on real text), with a sleep, with a
+cache-evicting memory sweep; and the dynamic model at 1xN alone and alternating with 1x(N+8). `--bucket-sets
+"16,32;64"`: tweets one at a time through the runtime per set of buckets. `--bounded`: static buckets against
+bounded dynamic shapes. `python -m benchmarks.ov_shapes ARTIFACT [ARTIFACT...] [--batches] [--feeding]
+[--profile 1x16] [--switching 32] [--bucket-sets SETS] [--bounded]`; docs/optimize/README.md."""
 from __future__ import annotations
 
 import argparse
@@ -94,6 +96,81 @@ def feeding_profile(path: Path, rounds: int) -> str:
     return "tweets one at a time: " + ", ".join(f"{w} {t / n * 1e3:.2f}" for w, t in spent.items()) + " ms a call"
 
 
+def bucket_sets_profile(path: Path, sets: str, rounds: int) -> str:
+    """ms a call on held-out tweets one at a time through the runtime, with its buckets replaced by each set in turn
+    ("16,24,32;32,64"): more buckets pad less but rotate more compiled models, each with its own packed weights. One
+    pass over the tweets per set per round, the sets rotated between rounds, 50 ms idle before each pass."""
+    from exporters.tweets import split
+    from runtimes.registry import load_runtime
+    from runtimes.tasks.encoding import load_tokenizer
+
+    rt = load_runtime(path)
+    if not rt.buckets:
+        return "bucket sets: not a bucketed artifact (no recipe.runtime_defaults.sequence_buckets)"
+    rows = load_tokenizer(path)([t.text for t in split()[1][:128]], truncation=True, max_length=128)["input_ids"]
+    feeds = [{"input_ids": np.array([r], dtype=np.int64), "attention_mask": np.ones((1, len(r)), np.int64)}
+             for r in rows]
+    choices = [tuple(int(x) for x in one.split(",")) for one in sets.split(";")]
+    spent = {c: [] for c in choices}
+    for r in range(rounds + 1):  # round 0 compiles and warms every set's models
+        for c in choices[r % len(choices):] + choices[:r % len(choices)]:
+            rt.buckets = c + tuple(b for b in (96, 128, 256, 512) if b > c[-1])
+            time.sleep(0.05)
+            for f in feeds:
+                t = time.perf_counter_ns()
+                rt.infer(f)
+                if r:
+                    spent[c].append(time.perf_counter_ns() - t)
+    rt.close()
+    return "tweets one at a time by bucket set: " + ", ".join(
+        f"{'/'.join(map(str, c))}: mean {np.mean(x) / 1e6:.3f} p50 {np.median(x) / 1e6:.3f}" for c, x in spent.items()) + " ms"
+
+
+def bounded_profile(core, model, cfg, path: Path, rounds: int) -> str:
+    """ms a call on held-out tweets one at a time, the IR called directly: static 8-token buckets (16-64), the dynamic
+    IR fed exact lengths, and OpenVINO's bounded dynamic shape [1, 1..64] fed exact and bucket-padded lengths. One
+    pass per way per round, rotated, 50 ms idle before each; round 0 compiles and warms."""
+    import openvino as ov
+    from exporters.tweets import split
+    from runtimes.tasks.encoding import load_tokenizer
+
+    rows = load_tokenizer(path)([t.text for t in split()[1][:128]], truncation=True, max_length=64)["input_ids"]
+    buckets = (16, 24, 32, 40, 48, 56, 64)
+
+    def compiled(shape):
+        m = model.clone()
+        if shape is not None:
+            m.reshape({"input_ids": shape, "attention_mask": shape})
+        return core.compile_model(m, "CPU", cfg).create_infer_request()
+
+    def padded(row, n):
+        ids, mask = np.zeros((1, n), np.int64), np.zeros((1, n), np.int64)
+        ids[0, :len(row)], mask[0, :len(row)] = row, 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def bucket(n):
+        return next(b for b in buckets if b >= n)
+
+    static = {b: compiled([1, b]) for b in buckets}
+    dyn, bounded = compiled(None), compiled([1, ov.Dimension(1, 64)])
+    ways = {"static buckets": lambda r: static[bucket(len(r))].infer(padded(r, bucket(len(r)))),
+            "dynamic exact": lambda r: dyn.infer(padded(r, len(r))),
+            "bounded 1..64 exact": lambda r: bounded.infer(padded(r, len(r))),
+            "bounded 1..64 padded": lambda r: bounded.infer(padded(r, bucket(len(r))))}
+    spent = {w: [] for w in ways}
+    names = list(ways)
+    for r in range(rounds + 1):
+        for w in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(0.05)
+            for row in rows:
+                t = time.perf_counter_ns()
+                ways[w](row)
+                if r:
+                    spent[w].append(time.perf_counter_ns() - t)
+    return "tweets one at a time, the IR called directly: " + ", ".join(
+        f"{w} mean {np.mean(x) / 1e6:.3f}" for w, x in spent.items()) + " ms"
+
+
 def node_profile(core, model, cfg, shape: str, calls: int) -> str:
     """OpenVINO PERF_COUNT at one static shape: mean µs a call per (node type, kernel), the largest first."""
     import collections
@@ -117,29 +194,35 @@ def node_profile(core, model, cfg, shape: str, calls: int) -> str:
 
 
 def switching_profile(core, model, cfg, n: int, rounds: int, calls: int) -> str:
-    """Median ms a call of a static 1xn model: alone, alternating with an identical compiled copy (same shape, its
-    own packed weights), and alternating with the next bucket's model; the three ways in rotated rounds."""
+    """Median ms of a static 1xn model's call: alone; alternating call by call with an identical compiled copy (same
+    shape, its own packed weights and executor), with the next bucket's model, with an untimed 0.3 ms sleep, with an
+    untimed sweep over 16 MB (the L3 evicted, no other model run); and the dynamic model at 1xn alone and
+    alternating with 1x(n+8). Only the 1xn calls are timed; the ways run in rotated rounds."""
     def compiled(length):
         m = model.clone()
-        m.reshape({"input_ids": [1, length], "attention_mask": [1, length]})
+        if length:
+            m.reshape({"input_ids": [1, length], "attention_mask": [1, length]})
         return core.compile_model(m, "CPU", cfg).create_infer_request()
 
-    a, b, c = compiled(n), compiled(n), compiled(n + 8)
+    a, b, c, d = compiled(n), compiled(n), compiled(n + 8), compiled(None)
     fa, fc = feed(n), feed(n + 8)
-    ways = {"alone": [(a, fa)], "with a copy": [(a, fa), (b, fa)], f"with 1x{n + 8}": [(a, fa), (c, fc)]}
+    sweep = np.ones(2 << 20)  # 16 MB of float64
+    ways = {"alone": [(a, fa)], "with a copy": [(a, fa), (b, fa)], f"with 1x{n + 8}": [(a, fa), (c, fc)],
+            "with a 0.3 ms sleep": [(a, fa), (lambda: time.sleep(3e-4), None)],
+            "with a 16 MB sweep": [(a, fa), (lambda: sweep.sum(), None)],
+            "dynamic alone": [(d, fa)], f"dynamic with 1x{n + 8}": [(d, fa), (d, fc)]}
     spent = {w: [] for w in ways}
     for r in range(rounds):
-        for w in list(ways)[r % 3:] + list(ways)[:r % 3]:
+        for w in list(ways)[r % len(ways):] + list(ways)[:r % len(ways)]:
             time.sleep(0.05)
-            seq = ways[w] * (calls // len(ways[w]))
-            for req, f in seq[:2]:
-                req.infer(f)
-            for req, f in seq:
+            steps = ways[w] * (calls // len(ways[w]))
+            for i, (step, f) in enumerate(steps[:2] + steps):
                 t = time.perf_counter_ns()
-                req.infer(f)
-                spent[w].append(time.perf_counter_ns() - t)
-    return (f"switching at 1x{n}: " + ", ".join(f"{w} {np.median(x) / 1e6:.3f}" for w, x in spent.items())
-            + " ms a call")
+                step() if f is None else step.infer(f)
+                if i >= 2 and step is steps[0][0] and f is fa:
+                    spent[w].append(time.perf_counter_ns() - t)
+    return (f"switching at 1x{n} (the 1x{n} call): "
+            + ", ".join(f"{w} {np.median(x) / 1e6:.3f}" for w, x in spent.items()) + " ms")
 
 
 def main(argv=None) -> int:
@@ -157,6 +240,10 @@ def main(argv=None) -> int:
     p.add_argument("--feeding", action="store_true", help="also the in-place feeding against np.pad (bucketed)")
     p.add_argument("--profile", metavar="BxS", help="also OpenVINO's PERF_COUNT per node type at this shape")
     p.add_argument("--switching", type=int, metavar="N", help="also the cost of switching between static models")
+    p.add_argument("--bucket-sets", metavar="B,B;B,B", help="also tweets one at a time with each set of buckets "
+                   "(bucketed artifact; buckets over the set's last stay 96,128,256,512)")
+    p.add_argument("--bounded", action="store_true", help="also static buckets against bounded dynamic shapes "
+                   "[1, 1..64] on the tweets")
     p.add_argument("--rounds", type=int, default=6, help="--feeding: timed passes over the tweets; --switching: "
                                                          "rounds of --calls calls per way")
     a = p.parse_args(argv)
@@ -185,6 +272,10 @@ def main(argv=None) -> int:
             cells.append(node_profile(core, model, cfg, a.profile, a.calls))
         if a.feeding:
             cells.append(feeding_profile(path, a.rounds))
+        if a.bucket_sets:
+            cells.append(bucket_sets_profile(path, a.bucket_sets, a.rounds))
+        if a.bounded:
+            cells.append(bounded_profile(core, model, cfg, path, a.rounds))
         if a.switching:
             cells.append(switching_profile(core, model, cfg, a.switching, a.rounds, a.calls))
         print(f"{path.name}: " + "; ".join(cells))

@@ -239,7 +239,7 @@ bench-int8: $(STAMP)
 # Latency benchmark harness (benchmarks/bench; docs/bench.md). Variables: MODEL, TASK, ARTIFACTS (space-separated
 # dirs; default here: the ONNX fp32 artifact of MODEL/TASK, exported first when missing), SCENARIO (latency, sweep,
 # realtext, throughput, coldstart, comma-separated; default all), QUICK=1 (tiny shapes/counts), BENCH_ARGS (more
-# flags, see `python -m benchmarks.bench run -h`). Baselines: PyTorch eager fp32/bf16 and torch.compile; peers:
+# flags, see `distilbert-deploy bench run -h`). Baselines: PyTorch eager fp32/bf16 and torch.compile; peers:
 # plain ORT, plain OpenVINO+NNCF, and optimum/optimum-intel from $(VENV_OPTIMUM) (`make venv-optimum`; skipped with
 # the reason when absent). Writes $(BENCH_OUT)/bench.{json,md,png}.
 VENV_OPTIMUM ?= .venv-optimum
@@ -263,7 +263,7 @@ $(OPTIMUM_STAMP): $(TORCH_CONSTRAINTS)
 
 bench: $(STAMP)
 	@test -f $(BENCH_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(BENCH_SRC)
-	$(BIN)/python -m benchmarks.bench run $(BENCH_ARTIFACTS) --scenario $(SCENARIO) $(if $(QUICK),--quick) \
+	$(BIN)/distilbert-deploy bench run $(BENCH_ARTIFACTS) --scenario $(SCENARIO) $(if $(QUICK),--quick) \
 		--out $(BENCH_OUT) --optimum-python $(VENV_OPTIMUM)/bin/python --cmdline '$(BENCH_CMD)' $(BENCH_ARGS)
 
 # Every artifact type x every task of MODEL (benchmarks/artifact_matrix.py): builds what is missing (one CLI
@@ -296,11 +296,11 @@ serve: $(STAMP)
 #   KServe's gRPC); the peer targets are judged here;
 # - embeddings: MODEL's feature-extraction ONNX fp32 artifact, our /v1/embeddings against infinity's /embeddings;
 # - realsize: a dim-768 DistilBERT (REAL_MODEL, default base-random) at 16/32/64/128 tokens, c=1, with plain
-#   transformers alongside and infinity when it is a peer (`python -m benchmarks.serve_bench realsize -h`).
+#   transformers alongside and infinity when it is a peer (`distilbert-deploy serve-bench realsize -h`).
 # Every peer runs from its own venv, built here for the peers named: .venv-ray, .venv-triton, .venv-kserve and
 # .venv-infinity (several GB; only this target builds it). A peer asked for that cannot be measured is a row of the
 # report and makes the target exit 2 (after every run). QUICK=1: short steps (smoke test); SERVE_BENCH_ARGS: more
-# flags for the load runs (`python -m benchmarks.serve_bench run -h`); REALSIZE_ARGS for the real-size case.
+# flags for the load runs (`distilbert-deploy serve-bench run -h`); REALSIZE_ARGS for the real-size case.
 SERVE_BENCH_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
 SERVE_BENCH_FAST ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/optimized
 SERVE_BENCH_EMBED ?= $(ARTIFACTS_DIR)/$(MODEL)/feature-extraction/onnxruntime-fp32
@@ -317,7 +317,7 @@ SERVE_BENCH_FP32_PEERS ?= none
 _SB_PEERS := $(subst $(comma), ,$(SERVE_BENCH_PEERS) $(SERVE_BENCH_FP32_PEERS))
 _SB_INFINITY := $(if $(filter infinity,$(_SB_PEERS)),infinity,none)
 SERVE_BENCH_CMD = make bench-serve MODEL=$(MODEL) TASK=$(TASK)$(if $(QUICK), QUICK=1)$(if $(filter command line,$(origin SERVE_BENCH_OUT)), SERVE_BENCH_OUT=$(SERVE_BENCH_OUT))$(if $(filter command line,$(origin SERVE_BENCH_PEERS)), SERVE_BENCH_PEERS=$(SERVE_BENCH_PEERS))$(if $(filter command line,$(origin SERVE_BENCH_RUNS)), SERVE_BENCH_RUNS="$(SERVE_BENCH_RUNS)")$(if $(SERVE_BENCH_ARGS), SERVE_BENCH_ARGS="$(SERVE_BENCH_ARGS)")
-_SB_RUN = $(BIN)/python -m benchmarks.serve_bench run $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
+_SB_RUN = $(BIN)/distilbert-deploy serve-bench run $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) --cmdline '$(SERVE_BENCH_CMD)' $(SERVE_BENCH_ARGS)
 .PHONY: bench-serve
 bench-serve: $(STAMP) $(if $(filter ray%,$(_SB_PEERS)),$(RAY_STAMP)) $(if $(filter triton,$(_SB_PEERS)),$(TRITON_STAMP)) \
 		$(if $(filter kserve%,$(_SB_PEERS)),$(KSERVE_STAMP)) $(if $(filter infinity,$(_SB_PEERS)),$(INFINITY_STAMP))
@@ -329,7 +329,7 @@ bench-serve: $(STAMP) $(if $(filter ray%,$(_SB_PEERS)),$(RAY_STAMP)) $(if $(filt
 	$(if $(filter fp32,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_SRC) --name fp32 --peer $(SERVE_BENCH_FP32_PEERS) || rc=2;) \
 	$(if $(filter optimized,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_FAST) --name optimized --grpc --peer $(SERVE_BENCH_PEERS) || rc=2;) \
 	$(if $(filter embeddings,$(SERVE_BENCH_RUNS)),$(_SB_RUN) $(SERVE_BENCH_EMBED) --name embeddings --peer $(_SB_INFINITY) || rc=2;) \
-	$(if $(filter realsize,$(SERVE_BENCH_RUNS)),$(BIN)/python -m benchmarks.serve_bench realsize $(SERVE_BENCH_REAL) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) --peer $(_SB_INFINITY) --cmdline '$(SERVE_BENCH_CMD)' $(REALSIZE_ARGS) || rc=2;) \
+	$(if $(filter realsize,$(SERVE_BENCH_RUNS)),$(BIN)/distilbert-deploy serve-bench realsize $(SERVE_BENCH_REAL) $(if $(QUICK),--quick) --out $(SERVE_BENCH_OUT) --peer $(_SB_INFINITY) --cmdline '$(SERVE_BENCH_CMD)' $(REALSIZE_ARGS) || rc=2;) \
 	exit $$rc
 
 # Edge: the arm64 artifact judged on aarch64 (runtimes/arm64; docs/edge/README.md). arm64-env builds, without root,

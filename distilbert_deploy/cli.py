@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run these precisions (repeatable or comma-separated; torch artifacts run any the device "
                         "allows, built artifacts only their own; default: each artifact's own)")
     q.add_argument("--tol", action="append", default=[], metavar="[TASK.][PRECISION.]KEY=VALUE",
-                   help="override a tolerance (see benchmarks/parity/tolerances.py); 'none' reports without judging")
+                   help="override a tolerance (see runtimes/judging/tolerances.py); 'none' reports without judging")
     q.add_argument("--case", action="append", default=[], help="only this case id or id prefix (repeatable)")
     q.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     q.add_argument("--platform", action="append", default=[], metavar="host|linux-aarch64",
@@ -220,13 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", help="ray: join this cluster (e.g. auto, or HEAD:6379) instead of starting one")
     s.set_defaults(run=cmd_serve)
 
-    from benchmarks.bench.cli import add_parsers as add_bench_parsers  # `bench` (run/render/compare), `compare`
+    from .bench_cli import add_parsers as add_bench_parsers  # `bench` (run/render/compare), `compare`
 
     add_bench_parsers(sub)
-    from benchmarks.serve_bench.cli import add_parsers as add_serve_bench_parsers
+    from .serve_bench_cli import add_parsers as add_serve_bench_parsers
 
     add_serve_bench_parsers(sub)
-    from benchmarks.optimize.cli import add_parser as add_optimize_parser
+    from .optimize_cli import add_parser as add_optimize_parser
 
     add_optimize_parser(sub)
     return p
@@ -350,7 +350,7 @@ def cmd_inspect(args) -> None:
 
 def cmd_parity(args) -> int:
     """A failing verdict is a result, not bad input: exit 1 (DeployError stays exit 2)."""
-    from benchmarks.parity.cli import run
+    from .parity_cli import run
 
     return run(args)
 

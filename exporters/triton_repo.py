@@ -132,7 +132,7 @@ def model_configs(name: str, art: Artifact, cfg: TritonExportConfig) -> dict[str
 
 def text_fields(task: str):
     """The service's required text inputs (Triton ensembles take no optional inputs: text_pair is left out)."""
-    from runtimes.serving.model import text_inputs
+    from runtimes.tasks.text_tensors import text_inputs
 
     return [(n, req) for n, req in text_inputs(task) if req]
 

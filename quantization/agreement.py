@@ -17,16 +17,17 @@ As in the parity suite, only decisions where fp32 is decisive count, and a head 
 untrained head: the default model's token, QA, multiple-choice and MLM heads) is held by the cosine of its raw
 outputs instead (references()).
 
-The scoring itself (judged, score) lives in quantization/inc_worker.py, which must stay numpy-only because it runs in
-the Neural Compressor venv; this module imports it from there so both backends score identically. Numpy only here
-too (and the parity suite's tie rule): the backends run the models and hand their outputs in."""
+The scoring itself (judged, score) lives in runtimes/judging/agreement.py, numpy-only, which quantization/inc_worker.py
+loads inside the Neural Compressor venv, so both backends score identically. Numpy only here too (and the parity
+suite's tie rule, runtimes/judging): the backends run the models and hand their outputs in."""
 from __future__ import annotations
 
 from typing import Callable, Iterator
 
 import numpy as np
 
-from .inc_worker import UNDECIDED, judged, score  # the one implementation of the metrics (inc venv too)
+from runtimes.judging.agreement import UNDECIDED, judged, score  # the one implementation (inc_worker loads it too)
+
 from .ort_accuracy import VALIDATION_OFFSET, VALIDATION_SIZE, _masked, _qa_pairs
 
 METRICS = {  # task -> (metric name, what the manifest says it is)
@@ -112,7 +113,7 @@ FLAT = {"token-classification": ("logit_cosine", "per real token"), "fill-mask":
 
 def margins(name: str, outputs: list, where: np.ndarray) -> np.ndarray:
     """How decisive each decision `judged(name, ...)` returns is: the top-two probability gap, as parity measures it."""
-    from benchmarks.parity.metrics import margins as top_two_gap
+    from runtimes.judging.metrics import margins as top_two_gap
     from runtimes.tasks.encoding import softmax
 
     def gap(logits):
@@ -136,7 +137,7 @@ def references(task: str, run: Callable[[dict], list], rows: dict[str, np.ndarra
     the parent is decisive (top-two probability gap >= parity's int8 tie_margin; near-ties become UNDECIDED).
     A head with fewer than MIN_DECISIVE decisive decisions (untrained: near-uniform outputs) has no answers to
     agree on, so its raw outputs are held instead: mean cosine with the parent's (FLAT)."""
-    from benchmarks.parity.tolerances import MIN_DECISIVE, tolerance_for
+    from runtimes.judging.tolerances import MIN_DECISIVE, tolerance_for
 
     name, description = metric(task)
     outs = [(run(feed), where) for feed, where in batches(rows, size)]

@@ -1,4 +1,4 @@
-"""The int8-accuracy metrics (quantization/agreement.py, implemented in quantization/inc_worker.py) on hand-made
+"""The int8-accuracy metrics (quantization/agreement.py, implemented in runtimes/judging/agreement.py) on hand-made
 outputs whose answer is known."""
 import numpy as np
 import pytest

@@ -90,7 +90,7 @@ def test_compare_flags_a_planted_20_percent_regression_but_not_noise():
 
 
 def test_compare_cli_exit_codes_and_corrupt_reports(tmp_path):
-    from benchmarks.bench.cli import main
+    from distilbert_deploy.cli import main
 
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     old.write_text(json.dumps(_report({"a": _samples(0)}).to_dict()))
@@ -114,7 +114,7 @@ def test_compare_cli_exit_codes_and_corrupt_reports(tmp_path):
 def test_compare_does_not_judge_reports_from_different_cpus(tmp_path):
     """A 20% slowdown is a regression on the same CPU; on another model, or with one ISA flag off, the rows stay side
     by side, unjudged, and the CLI does not exit 1."""
-    from benchmarks.bench.cli import main
+    from distilbert_deploy.cli import main
     from benchmarks.bench.compare import to_markdown
 
     cpu = {"model": "Xeon A", "logical_cpus": 2, "flags": {"avx2": True, "avx512_vnni": True, "amx_int8": True}}
@@ -277,8 +277,8 @@ def tiny_text_artifact(tmp_path_factory):
 
 def _bench(*args, cwd=REPO, timeout=300):
     env = {**os.environ, "DISTILBERT_DEPLOY_QUIET": "1"}
-    return subprocess.run([sys.executable, "-m", "benchmarks.bench", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "distilbert_deploy.cli", "bench", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -508,6 +508,6 @@ def test_make_bench_quick_runs_the_quick_bench():
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     cmd = p.stdout.replace("\\\n", " ")
-    line = next(x for x in cmd.splitlines() if "benchmarks.bench run" in x)
+    line = next(x for x in cmd.splitlines() if "distilbert-deploy bench run" in x)
     assert "artifacts/tiny/text-classification/onnxruntime-fp32" in line and "--quick" in line
     assert "--scenario latency,realtext" in line and "--cmdline 'make bench MODEL=tiny" in line

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from benchmarks.parity import metrics
+from runtimes.judging import metrics
 from benchmarks.parity.comparator import CaseResult, judge
-from benchmarks.parity.tolerances import DEFAULTS, parse_overrides, tolerance_for
+from runtimes.judging.tolerances import DEFAULTS, parse_overrides, tolerance_for
 from runtimes.errors import ConfigError
 
 TOL = DEFAULTS["text-classification", "fp32"]

@@ -21,6 +21,7 @@ from runtimes.errors import ConfigError
 from runtimes.hardware import cpu_info, isa
 
 REPO = Path(__file__).resolve().parents[1]
+SERVE_BENCH = [sys.executable, "-m", "distilbert_deploy.cli", "serve-bench"]  # the CLI in a subprocess
 CONCURRENCY = (1, 4, 16, 64)
 
 # ----------------------------------------------------------------------------------------------- locust CSV
@@ -313,7 +314,7 @@ def tiny_classifier(tmp_path_factory):
 @pytest.mark.server
 def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(tiny_classifier), "--quick",
+    r = subprocess.run([*SERVE_BENCH, "run", str(tiny_classifier), "--quick",
                         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     paths = {k: out / f"serve-bench.{k}" for k in ("json", "md", "png")}
@@ -364,7 +365,7 @@ def test_quick_serve_bench_end_to_end(tiny_classifier, tmp_path):
     again = tmp_path / "again"
     again.mkdir()
     shutil.copy(paths["json"], again / "serve-bench.json")
-    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "render", str(again / "serve-bench.json")],
+    r = subprocess.run([*SERVE_BENCH, "render", str(again / "serve-bench.json")],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (again / "serve-bench.md").read_text() == md
@@ -379,7 +380,7 @@ def test_quick_serve_bench_with_peers_has_the_peer_table(tiny_classifier, tmp_pa
     """Ray Serve (1 replica; the run re-executes itself in a private network namespace) and the bundled Triton on
     the python-runtime repository, under the same load as our service, in one run."""
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(tiny_classifier), "--quick",
+    r = subprocess.run([*SERVE_BENCH, "run", str(tiny_classifier), "--quick",
                         "--concurrency", "1,4", "--peer", "ray-1,triton", "--out", str(out)], cwd=REPO,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -408,7 +409,7 @@ def test_cli_refuses_a_non_classification_artifact_with_a_clear_error(tmp_path):
 
     path = tmp_path / "fill-mask"
     export(ExportConfig(model="tiny", task="fill-mask", out=path))
-    r = subprocess.run([sys.executable, "-m", "benchmarks.serve_bench", "run", str(path), "--quick", "--out",
+    r = subprocess.run([*SERVE_BENCH, "run", str(path), "--quick", "--out",
                         str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "fill-mask artifact" in r.stderr and "text-classification" in r.stderr

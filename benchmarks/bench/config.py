@@ -6,10 +6,10 @@ from pathlib import Path
 
 from runtimes.errors import ConfigError
 
-from .launchers import LAUNCHERS
-from .runners import TIMINGS
 from .workloads import MAX_POSITIONS, SELECT_WORKLOADS, parse_select
 
+LAUNCHERS = ("inprocess", "subprocess")
+TIMINGS = ("auto", "end-to-end", "device")
 SCENARIOS = ("latency", "sweep", "realtext", "throughput", "coldstart", "select")
 BASELINES = {  # id -> (precision, compile)
     "torch-eager-fp32": ("fp32", False), "torch-eager-bf16": ("bf16", False),

@@ -15,9 +15,6 @@ from .runners import TargetSpec, make_runner
 from .workloads import Workload, build_feeds
 
 REPO = Path(__file__).resolve().parents[2]
-LAUNCHERS = ("inprocess", "subprocess")
-
-
 def rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as f:

@@ -1,5 +1,5 @@
 """The benchmark report: typed, versioned JSON (dataclasses) and its renderings. Markdown and PNG are pure
-functions of the JSON dict, so any old report re-renders (`python -m benchmarks.bench render REPORT.json`)."""
+functions of the JSON dict, so any old report re-renders (`distilbert-deploy bench render REPORT.json`)."""
 from __future__ import annotations
 
 import json

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TIMINGS
+
 TIMER = "time.perf_counter_ns"
 KINDS = ("artifact", "tensorrt", "torch", "ort-default", "ort-qdynamic", "ov-nncf", "optimum-ort", "optimum-ov",
          "optimum-ortq")
-TIMINGS = ("auto", "end-to-end", "device")
 MODEL_SUFFIXES = (".onnx", ".onnx.data", ".ort", ".xml", ".bin", ".safetensors", ".engine", ".plan")
 
 

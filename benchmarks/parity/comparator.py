@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 
 from runtimes.heads import get_head
+from runtimes.judging import metrics
+from runtimes.judging.tolerances import MIN_DECISIVE, Tolerance
 from runtimes.tasks.encoding import softmax
 
-from . import metrics
 from .corpus import Case
 from .report import CaseFailure, Check
-from .tolerances import MIN_DECISIVE, Tolerance
 
 
 class Recorder:

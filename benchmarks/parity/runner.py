@@ -16,11 +16,11 @@ import numpy as np
 from runtimes.artifact import read_manifest, update_manifest
 from runtimes.base import PRECISIONS, RuntimeOptions
 from runtimes.errors import ArtifactMismatch, ConfigError
+from runtimes.judging.tolerances import parse_overrides, tolerance_for
 
 from . import corpus
 from .comparator import TASK_KWARGS, CaseResult, Recorder, TorchReference, compare_case, judge, run_case
 from .report import Report, TargetReport, machine
-from .tolerances import parse_overrides, tolerance_for
 
 BATCH_SIZE = 8
 HOST = "host"

@@ -1,4 +1,4 @@
-"""The real-size case (`make bench-serve`, `python -m benchmarks.serve_bench realsize`): a DistilBERT of dim 768 (the
+"""The real-size case (`make bench-serve`, `distilbert-deploy serve-bench realsize`): a DistilBERT of dim 768 (the
 `base-random` built-in, or a saved checkpoint's artifact) at 16, 32, 64 and 128 tokens, one request at a time
 (c=1), end to end, with plain transformers alongside, so that the published Infinity figures can be set beside ours
 as ratios to plain transformers measured here, in the same run.

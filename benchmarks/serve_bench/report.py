@@ -1,6 +1,6 @@
 """The service load report: typed, versioned JSON (dataclasses), the target judgement, and its renderings.
 Markdown and PNG are pure functions of the JSON dict, so any old report re-renders
-(`python -m benchmarks.serve_bench render REPORT.json`)."""
+(`distilbert-deploy serve-bench render REPORT.json`)."""
 from __future__ import annotations
 
 import os

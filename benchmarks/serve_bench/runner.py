@@ -231,7 +231,7 @@ class Server:
                                      env=env)
         try:
             self._wait_ready(started)
-            from .cli import private_network
+            from .netns import private_network
 
             self.sockets = peers.check_loopback(self.engine, process_tree(self.proc.pid), private_network())
         except BaseException:

@@ -9,13 +9,13 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        from runtimes.serving.model import TextTask
+        from runtimes.tasks.text_tensors import TextTask
 
         self.task = TextTask(Path(args["model_repository"]) / args["model_version"] / "artifact", args["model_name"])
         self.outputs = [t.name for t in self.task.manifest.outputs]
 
     def execute(self, requests):
-        from runtimes.serving.model import per_input
+        from runtimes.tasks.text_tensors import per_input
 
         responses = []
         for request in requests:

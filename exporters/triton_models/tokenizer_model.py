@@ -7,7 +7,7 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        from runtimes.serving.model import TextTask
+        from runtimes.tasks.text_tensors import TextTask
 
         self.task = TextTask(Path(args["model_repository"]) / args["model_version"] / "artifact", args["model_name"])
 

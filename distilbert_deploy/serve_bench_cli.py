@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmarks.serve_bench {run,render}` (what `make bench-serve` runs).
+"""Command line: `distilbert-deploy serve-bench {run,realsize,render}` (what `make bench-serve` runs).
 Exit codes: 0 ok (the targets are reported, met or not); 2 bad input, or the service could not be measured."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-from .config import ServeBenchConfig, quick
+from benchmarks.serve_bench.config import ServeBenchConfig, quick
 
 
 def _ints(s: str) -> tuple[int, ...]:
@@ -53,7 +53,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _command() -> str:
-    return shlex.join(["python", "-m", "benchmarks.serve_bench", *sys.argv[1:]])
+    return shlex.join(["distilbert-deploy", *sys.argv[1:]])
 
 
 def config_from_args(a) -> ServeBenchConfig:
@@ -72,36 +72,10 @@ def config_from_args(a) -> ServeBenchConfig:
     return quick(cfg, **over) if a.quick else cfg
 
 
-def private_network() -> bool:
-    """Only a loopback interface in this process's network namespace (/proc/self/net/dev is per namespace; /sys is
-    not): inside `unshare -n`, where Ray's servers cannot reach past 127.0.0.1."""
-    from pathlib import Path
-
-    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-    return [line.split(":")[0].strip() for line in lines] == ["lo"]
-
-
-def into_private_network() -> None:
-    """Re-run this very command inside a new network namespace with only loopback up (as root)."""
-    import os
-    import shutil
-
-    from .runner import ServeBenchError
-
-    if os.environ.get("SERVE_BENCH_NETNS"):  # already re-run once: never loop
-        raise ServeBenchError("still not in a private network namespace after `unshare -n`")
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        raise ServeBenchError("the Ray peers must run in a private network namespace (Ray's internal servers bind the "
-                              "host's address even when asked for loopback), which needs root with unshare and ip. "
-                              "Fix: run as root, or drop --peer ray-1/ray-2")
-    print("ray peers: re-running inside a private network namespace (unshare -n, loopback only)", file=sys.stderr)
-    os.environ["SERVE_BENCH_NETNS"] = "1"
-    os.execvp("unshare", ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *sys.orig_argv])
-
-
 def cmd_run(a) -> int:
-    from .report import to_markdown, write_all
-    from .runner import run_serve_bench
+    from benchmarks.serve_bench.netns import into_private_network, private_network
+    from benchmarks.serve_bench.report import to_markdown, write_all
+    from benchmarks.serve_bench.runner import run_serve_bench
 
     cfg = config_from_args(a)
     if any(p.startswith("ray") for p in cfg.peers) and not private_network():
@@ -112,7 +86,7 @@ def cmd_run(a) -> int:
     print(to_markdown(d))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if rep.failures:  # written first: the report shows them as rows; the exit status says it too
-        from .runner import ServeBenchError
+        from benchmarks.serve_bench.runner import ServeBenchError
 
         raise ServeBenchError(f"{len(rep.failures)} peer(s) asked for could not be measured: "
                               + "; ".join(f"{f.label}: {f.error.splitlines()[0][:300]}" for f in rep.failures)
@@ -121,7 +95,7 @@ def cmd_run(a) -> int:
 
 
 def cmd_realsize(a) -> int:
-    from .realsize import RealSizeConfig, quick, run_realsize, to_markdown, write
+    from benchmarks.serve_bench.realsize import RealSizeConfig, quick, run_realsize, to_markdown, write
 
     peers = tuple(x for p in a.peer for x in p.split(",") if x.strip() and x.strip() != "none")
     over = {k: v for k, v in dict(tokens=a.tokens, texts=a.texts, warmup_s=a.warmup_s,
@@ -135,7 +109,7 @@ def cmd_realsize(a) -> int:
     print(to_markdown(d))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if d["failures"]:
-        from .runner import ServeBenchError
+        from benchmarks.serve_bench.runner import ServeBenchError
 
         raise ServeBenchError("real-size case: " + "; ".join(f"{f['label']} could not be measured" for f in
                                                               d["failures"]) + f" (see {paths['md']})")
@@ -143,7 +117,7 @@ def cmd_realsize(a) -> int:
 
 
 def cmd_render(a) -> int:
-    from .report import render
+    from benchmarks.serve_bench.report import render
 
     paths = render(a.report, a.out)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -176,9 +150,3 @@ def add_parsers(sub) -> None:
     n.add_argument("--out", type=Path, help="directory (default: beside the report)")
     n.set_defaults(run=cmd_render)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.serve_bench ACTION ...` is `distilbert-deploy serve-bench ACTION ...`."""
-    from distilbert_deploy.cli import main as cli_main
-
-    return cli_main(["serve-bench", *(sys.argv[1:] if argv is None else argv)])

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(a):
-    from .run import BASELINES, PEERS, OptimizeConfig
+    from benchmarks.optimize.run import BASELINES, PEERS, OptimizeConfig
 
     peers, base = _list(a.peer), _list(a.baseline)
     kw = {}
@@ -54,7 +54,7 @@ def config_from_args(a):
 def cmd_optimize(a) -> int:
     from rich.console import Console
 
-    from .run import optimize
+    from benchmarks.optimize.run import optimize
 
     cfg = config_from_args(a)
     console = Console(stderr=True)

@@ -1,5 +1,5 @@
-"""Command line: `python -m benchmarks.bench {run,render,compare}` and, through distilbert_deploy.cli,
-`distilbert-deploy bench ...` / `distilbert-deploy compare OLD.json NEW.json`.
+"""Command line of the bench harness: `distilbert-deploy bench {run,render,compare}` and
+`distilbert-deploy compare OLD.json NEW.json`.
 Exit codes: 0 ok; 1 compare found a regression; 2 bad input or a backend asked for that cannot run here."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 
-from .config import BASELINES, PEERS, SCENARIOS, BenchConfig, quick
+from benchmarks.bench.config import BASELINES, LAUNCHERS, PEERS, SCENARIOS, TIMINGS, BenchConfig, quick
 
 
 def _shape(s: str) -> tuple[int, int]:
@@ -44,10 +44,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer", action="append", default=[],
                    help=f"peers: {', '.join(PEERS)}, or none (default: all, skipped where not installed; naming "
                         f"one makes it required)")
-    p.add_argument("--launcher", default="inprocess", choices=["inprocess", "subprocess"])
+    p.add_argument("--launcher", default="inprocess", choices=LAUNCHERS)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, help="intra-op threads for every target (default: each backend's own)")
-    p.add_argument("--timing", default="auto", choices=["auto", "end-to-end", "device"],
+    p.add_argument("--timing", default="auto", choices=TIMINGS,
                    help="CUDA: end-to-end (host<->device copies timed) or device (CUDA events, torch only)")
     p.add_argument("--quick", action="store_true", help="tiny shapes and counts (CI smoke test)")
     p.add_argument("--warmup", type=int)
@@ -75,9 +75,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _command() -> str:
-    prog = Path(sys.argv[0]).name
-    head = ["python", "-m", "benchmarks.bench"] if prog == "__main__.py" else [prog]
-    return shlex.join([*head, *sys.argv[1:]])
+    return shlex.join(["distilbert-deploy", *sys.argv[1:]])
 
 
 def config_from_args(a) -> BenchConfig:
@@ -118,8 +116,8 @@ def cmd_run(a) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .core import run_bench
-    from .report import write_all
+    from benchmarks.bench.core import run_bench
+    from benchmarks.bench.report import write_all
 
     cfg = config_from_args(a)
     console = Console(stderr=True)
@@ -132,7 +130,7 @@ def cmd_run(a) -> int:
             rep = run_bench(cfg, progress, lambda msg: progress.console.print(f"[dim]{msg}[/dim]"))
     d = rep.to_dict()
     paths = write_all(d, cfg.out, cfg.name)
-    from .report import to_markdown
+    from benchmarks.bench.report import to_markdown
 
     print(to_markdown(d))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -140,7 +138,7 @@ def cmd_run(a) -> int:
 
 
 def cmd_render(a) -> int:
-    from .report import render
+    from benchmarks.bench.report import render
 
     paths = render(a.report, a.out)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -148,8 +146,8 @@ def cmd_render(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from .compare import compare, to_markdown
-    from .report import load_report, write_atomic
+    from benchmarks.bench.compare import compare, to_markdown
+    from benchmarks.bench.report import load_report, write_atomic
 
     old, new = load_report(a.old), load_report(a.new)
     rows, warnings = compare(old, new, alpha=a.alpha)
@@ -185,9 +183,3 @@ def add_parsers(sub) -> None:
     add_compare_args(sub.add_parser("compare", help="flag benchmark regressions of NEW.json against OLD.json "
                                                     "beyond the measured noise (exit 1 on a regression)"))
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.bench ACTION ...` is `distilbert-deploy bench ACTION ...` (one error policy)."""
-    from distilbert_deploy.cli import main as cli_main
-
-    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])

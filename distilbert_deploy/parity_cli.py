@@ -1,8 +1,8 @@
 """`distilbert-deploy parity`: progress on stderr, parity.json + parity.md, exit 0 pass / 1 fail."""
 from __future__ import annotations
 
-from .report import fmt, write
-from .runner import HOST, ParityConfig, default_artifacts, run_parity
+from benchmarks.parity.report import fmt, write
+from benchmarks.parity.runner import HOST, ParityConfig, default_artifacts, run_parity
 
 
 def _listed(values: list[str]) -> tuple[str, ...]:

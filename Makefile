@@ -22,7 +22,7 @@ TASK ?= text-classification
 ARTIFACTS_DIR ?= artifacts
 OUT ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
 
-.PHONY: venv venv-tf4 demo test test-fast export-onnx clean
+.PHONY: venv venv-tf4 demo test test-fast export-onnx clean docs
 venv: $(STAMP)
 venv-tf4: $(TF4_STAMP)
 
@@ -59,6 +59,11 @@ test: $(STAMP) $(TF4_STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m '$(FAST_MARKERS)' --durations=15 $(PYTEST_ARGS)
 
+# The reference reports in docs/ and the tables hand-written docs take from them, re-rendered from their JSON
+# (benchmarks/reports.py); tests/test_docs.py fails when the committed Markdown is not a fresh render.
+docs: $(STAMP)
+	$(BIN)/distilbert-deploy docs
+
 clean:
 	rm -rf $(ARTIFACTS_DIR) reports .cache
 
@@ -70,20 +75,22 @@ PARITY_ARGS ?=
 parity: $(STAMP)
 	$(BIN)/distilbert-deploy parity $(ARTIFACTS) --artifacts $(ARTIFACTS_DIR) --out reports $(PARITY_ARGS)
 
-# Optimized / fp16 / INT8 artifacts (quantization/). BACKEND (onnxruntime, openvino, inc), METHOD (default: the
-# backend's, as quantization/config.py DEFAULT_METHOD: onnxruntime dynamic, openvino and inc int8), TARGET (empty:
-# `--target auto`, picked from this CPU's flags and recorded in the manifest; or a named preset: avx512-vnni, avx2,
-# arm64, tensorrt, cuda; openvino cpu-f32, avx512-bf16); the source fp32 artifact is exported first when missing.
-BACKEND ?= onnxruntime
-METHOD ?= $(if $(filter onnxruntime,$(BACKEND)),dynamic,int8)
+# Optimized / fp16 / INT8 artifacts (quantization/). BACKEND (onnxruntime, openvino, inc), METHOD, TARGET and OUT
+# are passed on only when given, so their defaults are the CLI's, defined once in quantization/config.py
+# (QuantizeConfig: onnxruntime; its DEFAULT_METHOD: onnxruntime dynamic, openvino and inc int8; `--target auto`,
+# picked from this CPU's flags and recorded in the manifest; the artifact beside the source, BACKEND-METHOD[-TARGET]).
+# Presets: avx512-vnni, avx2, arm64, tensorrt, cuda; openvino cpu-f32, avx512-bf16. The fp32 source is exported
+# first when missing.
+BACKEND ?=
+METHOD ?=
 TARGET ?=
 QUANT_SRC ?= $(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/onnxruntime-fp32
-QUANT_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT),$(ARTIFACTS_DIR)/$(MODEL)/$(TASK)/$(BACKEND)-$(METHOD)$(if $(TARGET),-$(TARGET)))
+QUANT_OUT ?= $(if $(filter command line environment,$(origin OUT)),$(OUT))
 QUANT_ARGS ?=
 .PHONY: quantize
 quantize: $(STAMP)
 	@test -f $(QUANT_SRC)/manifest.json || $(BIN)/distilbert-deploy export --model $(MODEL) --task $(TASK) --out $(QUANT_SRC)
-	$(BIN)/distilbert-deploy quantize $(QUANT_SRC) --out $(QUANT_OUT) --backend $(BACKEND) --method $(METHOD) $(if $(TARGET),--target $(TARGET)) $(QUANT_ARGS)
+	$(BIN)/distilbert-deploy quantize $(QUANT_SRC) $(if $(QUANT_OUT),--out $(QUANT_OUT)) $(if $(BACKEND),--backend $(BACKEND)) $(if $(METHOD),--method $(METHOD)) $(if $(TARGET),--target $(TARGET)) $(QUANT_ARGS)
 
 # The fastest verified artifact for this machine (benchmarks/optimize; docs/optimize/README.md): builds every recipe
 # that runs on this CPU (one subprocess each, cached), judges each with the parity suite, times the passing ones

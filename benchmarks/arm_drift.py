@@ -47,6 +47,19 @@ def drift(path: Path, n: int) -> dict:
             "max_abs_difference": worst, "argmax_agreement": agree / len(feeds), "platform": platform}
 
 
+SCHEMA_VERSION = 1  # drift.json; a report without schema_version is version 1
+
+
+def render(d: dict) -> str:
+    rows = d["rows"]
+    lines = ["# aarch64 against x86: the same artifact, the same tweets", "", f"Command: `{d['command']}`. "
+             f"Created {d['created']}. Platform: {rows[0]['platform']}.", "",
+             "| artifact | method | tweets | max abs difference of any output | argmax agreement |", "|---|---|---|---|---|"]
+    lines += [f"| `{r['artifact']}` | {r['method']} | {r['tweets']} | {r['max_abs_difference']:.3g} | "
+              f"{r['argmax_agreement']:.3f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.arm_drift", description=__doc__.split("\n\n")[0])
     ap.add_argument("artifact", type=Path, nargs="+")
@@ -54,19 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports/edge"))
     a = ap.parse_args(argv)
     rows = [drift(p, a.tweets) for p in a.artifact]
-    d = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows,
-         "command": " ".join(["python -m benchmarks.arm_drift", *(sys.argv[1:] if argv is None else argv)])}
-    lines = ["# aarch64 against x86: the same artifact, the same tweets", "", f"Command: `{d['command']}`. "
-             f"Created {d['created']}. Platform: {rows[0]['platform']}.", "",
-             "| artifact | method | tweets | max abs difference of any output | argmax agreement |", "|---|---|---|---|---|"]
-    lines += [f"| `{r['artifact']}` | {r['method']} | {r['tweets']} | {r['max_abs_difference']:.3g} | "
-              f"{r['argmax_agreement']:.3f} |" for r in rows]
+    d = {"schema_version": SCHEMA_VERSION, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+         "rows": rows, "command": " ".join(["python -m benchmarks.arm_drift", *(sys.argv[1:] if argv is None else argv)])}
     a.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(a.out / "drift.json", json.dumps(d, indent=2) + "\n")
-    write_text_atomic(a.out / "drift.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_text_atomic(a.out / "drift.md", render(d))
+    print(render(d), end="")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from runtimes.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from exporters.cls_pruning import CLS_TASKS
 from runtimes.artifact import write_text_atomic
+from runtimes.errors import ConfigError
 from runtimes.heads import TASKS
+from runtimes.procs import cli_argv
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def _ov(precision: str) -> tuple[str, ...]:
     return ("export-openvino", "{src}", "--out", "{out}", "--precision", precision)
 
 
-CLI = (sys.executable, "-c", "import sys; from distilbert_deploy.cli import main; sys.exit(main())")
+CLI = tuple(cli_argv())
 SOURCE = "onnxruntime-fp32"
 KINDS: tuple[Kind, ...] = (
     Kind(SOURCE, ("export", "--model", "{model}", "--task", "{task}", "--out", "{out}"), "ONNX fp32 export"),
@@ -187,8 +189,8 @@ def not_runnable_here(path: Path) -> str | None:
 def _corpus_checked(path: Path, corpus: str) -> dict:
     report = json.loads(path.read_text())
     if (report.get("corpus") or {}).get("size") != corpus:
-        sys.exit(f"error: {path} was judged on corpus {report.get('corpus')!r}, not {corpus!r}. "
-                 f"Fix: pass reports made with --corpus {corpus}, or --corpus to match")
+        raise ConfigError(f"{path} was judged on corpus {report.get('corpus')!r}, not {corpus!r}. "
+                          f"Fix: pass reports made with --corpus {corpus}, or --corpus to match")
     return report
 
 
@@ -233,4 +235,6 @@ def render(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from runtimes.errors import run_main
+
+    raise SystemExit(run_main(main))

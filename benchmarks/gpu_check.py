@@ -244,7 +244,9 @@ def run_cmd(step: Step, argv: list[str], log_path: Path, env: dict, timeout: flo
 
 
 def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "distilbert_deploy.cli", *map(str, args)]
+    from runtimes.procs import cli_argv  # the project is on the path once `prepare`'s wheels are installed
+
+    return cli_argv(*args)
 
 
 def machine() -> dict:
@@ -307,7 +309,7 @@ def step_export(step: Step, out: Path, work: Path, env: dict) -> Path | None:
 def step_bench(step: Step, out: Path, work: Path, env: dict, art: Path) -> dict:
     bench_out = work / "bench"
     cmdline = "make gpu-check (benchmarks/gpu_check.sh: bench step)"
-    argv = [sys.executable, "-m", "distilbert_deploy.cli", "bench", "run", str(art), "--device", DEVICE, "--timing", "end-to-end",
+    argv = [*cli("bench", "run", art), "--device", DEVICE, "--timing", "end-to-end",
             *(x for b in BASELINES for x in ("--baseline", b)), "--peer", "none", "--scenario", "sweep",
             "--sweep-batches", ",".join(str(b) for b in sorted({b for b, _ in SHAPES})),
             "--sweep-sequences", ",".join(str(q) for q in sorted({q for _, q in SHAPES})), "--parity", "none",

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,8 +25,16 @@ import numpy as np
 
 from runtimes.hardware import cpu_info, isa_text  # the one CPU reader every report uses
 
+from .bench.timing import CallHandle, Timing, interleaved
+from .bench.workloads import Workload
+
 TASK = "text-classification"
-SCHEMA_VERSION = 3  # 2: cpu is benchmarks.bench.env.cpu_info() (flags as a dict); 3: executed GFLOP per candidate
+SCHEMA_VERSION = 4  # 2: cpu is benchmarks.bench.env.cpu_info() (flags as a dict); 3: executed GFLOP per candidate;
+# 4: cls_pruning names the -cls recipe the run measured (absent: reassociated)
+CLS_PRUNING = {  # how the -cls candidates of a run were built (docs/int8-floor/README.md: run1-run4 are "rows")
+    "rows": "skip the last layer's non-[CLS] rows, which the head never reads",
+    "reassociated": "compute only the [CLS] row of the last layer, the only row the head reads, with no K/V "
+                    "projection of the tokens"}
 
 
 @dataclass
@@ -60,15 +67,11 @@ def gemm_peak(config: dict, m: int, threads: int, reps: int) -> dict:
         b = torch.randint(-128, 128, (k, n), dtype=torch.int8)
         if not torch.equal(torch._int_mm(a, b), a.int() @ b.int()):
             raise RuntimeError(f"torch._int_mm gave a wrong result at {m}x{k}x{n}")
-        best = min(_timed(lambda: torch._int_mm(a, b)) for _ in range(reps))
-        out[f"{m}x{k}x{n}"] = 2 * m * k * n / best / 1e9
+        timing = Timing(warmup=0, min_time_s=0.0, min_iters=reps, calls_per_turn=reps, rewarm=0, settle_s=0.0)
+        ns = interleaved({"gemm": CallHandle(lambda _: torch._int_mm(a, b), [None])}, [Workload("gemm", 1, 0)],
+                         timing, label="gemm-peak")
+        out[f"{m}x{k}x{n}"] = 2 * m * k * n / (min(ns["gemm", "gemm"]) / 1e9) / 1e9
     return out
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def feed(batch: int, seq: int) -> dict[str, np.ndarray]:
@@ -164,13 +167,14 @@ def candidates_for(batch: int, seq: int, loaded, plain, paths, threads: int) -> 
 
 
 def measure(cands: list[Candidate], rounds: int, iters: int, warmup: int = 3) -> None:
+    """`rounds` interleaved rounds of `iters` calls per candidate (the order rotated each round), after `warmup`
+    calls each: the harness's loop (benchmarks/bench/timing.py). Appends seconds a call to each c.samples."""
+    timing = Timing(warmup=warmup, min_time_s=0.0, min_iters=rounds * iters, calls_per_turn=iters, rewarm=0,
+                    settle_s=0.0)
+    handles = {c.name: CallHandle(lambda _, run=c.run: run(), [None]) for c in cands}  # one feed, bound in run
+    ns = interleaved(handles, [Workload("int8-floor", 1, 0)], timing, label="int8-floor")
     for c in cands:
-        for _ in range(warmup):
-            c.run()
-    for _ in range(rounds):  # interleaved: drift hits every candidate alike
-        for c in cands:
-            for _ in range(iters):
-                c.samples.append(_timed(c.run))
+        c.samples += [x / 1e9 for x in ns[c.name, "int8-floor"]]
 
 
 def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> dict:
@@ -241,8 +245,9 @@ def run(args) -> dict:
     loaded = load_model(args.model, TASK)
     plain = plain_nncf(paths["fp32"], args.calibration_size)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    report = {"schema_version": SCHEMA_VERSION, "model": args.model, "task": TASK, "threads": threads,
-              "timer": "time.perf_counter around one blocking call", "rounds": args.rounds, "iters": args.iters,
+    report = {"schema_version": SCHEMA_VERSION, "cls_pruning": "reassociated", "model": args.model, "task": TASK,
+              "threads": threads,
+              "timer": "time.perf_counter_ns around one blocking call (benchmarks/bench/timing.py)", "rounds": args.rounds, "iters": args.iters,
               "cpu": cpu_info(), "versions": library_versions("torch", "onnxruntime", "openvino", "nncf", "numpy"),
               "shapes": []}
     for batch, seq in shapes:
@@ -293,9 +298,8 @@ def render(report: dict) -> str:
                 f"the model's GEMM shapes): **{s['peak_gops']:.0f} GOPS** (1 thread: {s['peak_gops_1_thread']:.0f}). "
                 f"Floor: **{s['floor_ms']:.2f} ms**.", "",
                 "`% of floor` divides the floor (the full model's FLOPs at the peak) by the best latency. `-cls` "
-                "candidates compute only the [CLS] row of the last layer, the only row the head reads, with no K/V "
-                "projection of the tokens (same answers: parity judges them), so they run fewer FLOPs; `% of peak` "
-                "is their GEMM rate on the FLOPs they do run.", "",
+                f"candidates {CLS_PRUNING[report.get('cls_pruning', 'reassociated')]} (same answers: parity judges "
+                "them), so they run fewer FLOPs; `% of peak` is their GEMM rate on the FLOPs they do run.", "",
                 "| candidate | kind | best ms | median ms | % of floor (best) | GFLOP run | % of peak on them | "
                 "x eager fp32 | x plain nncf |", "|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(s["rows"], key=lambda r: r["best_ms"]):
@@ -345,4 +349,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from runtimes.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from runtimes.errors import BackendUnavailable, DeployError
+from runtimes.errors import BackendUnavailable
+from runtimes.procs import ServerProcess, free_port, venv_dir
 
-DEFAULT_VENV = Path(__file__).resolve().parents[1] / ".venv-triton"
+DEFAULT_VENV = venv_dir("triton")
 FIX = "make venv-triton (nvidia-pytriton in its own venv)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _venv_facts(venv: Path) -> dict:
@@ -81,34 +74,11 @@ def tritonserver(repository: Path, workdir: Path, *, venv: Path = DEFAULT_VENV, 
     'start_s': seconds until ready}. Raises DeployError with the log's tail when it does not become ready."""
     http, grpc = free_port(), free_port()
     cmd, env, _ = server_command(repository, workdir, http, grpc, venv)
-    log = Path(workdir) / log_name
-    t0 = time.perf_counter()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    try:
-        while not _ready(http):
-            if proc.poll() is not None or time.perf_counter() - t0 > timeout_s:
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                raise DeployError(f"tritonserver did not become ready ({'exited ' + str(proc.returncode) if proc.poll() is not None else f'{timeout_s:.0f} s'}): "
-                                  + " | ".join(tail))
-            time.sleep(0.25)
-        yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "log": log, "pid": proc.pid,
-               "start_s": round(time.perf_counter() - t0, 2)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
+    server = ServerProcess(cmd, Path(workdir) / log_name, f"http://127.0.0.1:{http}/v2/health/ready",
+                           name="tritonserver", env=env, cwd=workdir, ready_timeout_s=timeout_s, stop_timeout_s=30)
+    with server:
+        yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "log": server.log_path,
+               "pid": server.proc.pid, "start_s": round(server.ready_s, 2)}
 
 
 if __name__ == "__main__":  # python -m benchmarks.triton_server REPO: serve until Ctrl-C

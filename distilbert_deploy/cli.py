@@ -7,22 +7,14 @@ import sys
 import warnings
 from pathlib import Path
 
-from runtimes.errors import DeployError, InputError
+from runtimes.errors import ConfigError, InputError, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     warnings.simplefilter("default", UserWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"notice: {msg}\n"
-    try:
-        return args.run(args) or 0
-    except DeployError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_main(lambda _: args.run(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,30 +79,42 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-manifest", action="store_true", help="do not write the verdict into the manifests")
     q.set_defaults(run=cmd_parity)
 
+    from quantization.config import CALIBRATE_METHODS, DEFAULTS as QD, NNCF_SCHEMES  # defaults once, in QuantizeConfig
+
     z = sub.add_parser("quantize", help="optimized / fp16 / INT8 artifact from an fp32 artifact (a new artifact)")
     z.add_argument("artifact", type=Path, help="source artifact (onnxruntime fp32)")
-    z.add_argument("--out", type=Path, required=True, help="new artifact directory")
-    z.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino (NNCF) or inc (Intel Neural "
+    z.add_argument("--out", type=Path, help="new artifact directory (default: beside the source, BACKEND-METHOD, "
+                                            "-TARGET when --target is given)")
+    z.add_argument("--backend", default=QD["backend"], help="onnxruntime, openvino (NNCF) or inc (Intel Neural "
                                                             "Compressor, in its own .venv-inc: make venv-inc)")
-    z.add_argument("--method", help="onnxruntime: optimize, fp16, dynamic (default), static; openvino and inc: "
-                                    "int8 (default), int8-accuracy")
-    z.add_argument("--target", default="auto",
-                   help="hardware preset. auto (default): picked from this CPU's flags, recorded in the manifest with "
-                        "why (see `distilbert-deploy env`). onnxruntime: avx512-vnni, avx2, arm64, tensorrt, cuda "
-                        "(fp16); openvino: cpu-f32, avx512-bf16; inc: none")
-    z.add_argument("--calibration-size", type=int, default=128, help="static: train tweets to calibrate on")
-    z.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"])
+    z.add_argument("--method", default=QD["method"], help="onnxruntime: optimize, fp16, dynamic (default), static; "
+                                                          "openvino and inc: int8 (default), int8-accuracy")
+    z.add_argument("--target", help=f"hardware preset (default: {QD['target']}). auto: picked from this CPU's flags, "
+                                    "recorded in the manifest with why (see `distilbert-deploy env`). onnxruntime: "
+                                    "avx512-vnni, avx2, arm64, tensorrt, cuda (fp16); openvino: cpu-f32, avx512-bf16; "
+                                    "inc: none")
+    z.add_argument("--calibration-size", type=int, default=QD["calibration_size"],
+                   help="static: train tweets to calibrate on")
+    z.add_argument("--calibrate-method", default=QD["calibrate_method"], choices=CALIBRATE_METHODS)
     z.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
-    z.add_argument("--max-accuracy-drop", type=float, default=0.01,
+    z.add_argument("--max-accuracy-drop", type=float, default=QD["max_accuracy_drop"],
                    help="fraction (0.01 = 1 point); enforced by onnxruntime dynamic/static and the int8-accuracy methods")
-    z.add_argument("--keep-fp32", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()), default=(),
+    z.add_argument("--keep-fp32", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()),
+                   default=QD["keep_fp32"],
                    metavar="NODE,...", help="onnxruntime dynamic/static: keep these encoder nodes fp32 and skip the "
                                             "accuracy search (names from a manifest's recipe.fp32_nodes); the bound "
                                             "is still checked")
-    z.add_argument("--nncf-scheme", default="transformer", choices=["transformer", "defaults"],
+    z.add_argument("--nncf-scheme", default=QD["nncf_scheme"], choices=NNCF_SCHEMES,
                    help="openvino: NNCF's model_type TRANSFORMER (default) or nncf.quantize's own defaults (the task "
                         "head stays fp32 in both)")
     z.set_defaults(run=cmd_quantize)
+
+    g = sub.add_parser("docs", help="re-render docs/' reference reports and their tables from the JSON they come from",
+                       description="Exit 0: every generated Markdown file is a fresh render (written where it was "
+                                   "not); 1 with --check: some are not (nothing written); 2: bad input.")
+    g.add_argument("--docs", type=Path, default=Path("docs"), help="the docs directory")
+    g.add_argument("--check", action="store_true", help="only compare; exit 1 on drift")
+    g.set_defaults(run=cmd_docs)
 
     v = sub.add_parser("env", help="what this machine can build and run: libraries, providers, devices, GPU, CPU "
                                    "ISA, the preset --target auto picks")
@@ -355,26 +359,57 @@ def cmd_parity(args) -> int:
     return run(args)
 
 
+def quantize_config(args):
+    """The QuantizeConfig of `quantize`'s arguments; --out defaults to SRC's sibling BACKEND-METHOD[-TARGET], named
+    after the method the backend resolves to."""
+    from quantization.config import DEFAULT_METHOD, QuantizeConfig
+
+    given = {k: getattr(args, k) for k in ("backend", "method", "calibration_size", "calibrate_method", "per_channel",
+                                           "max_accuracy_drop", "keep_fp32", "nncf_scheme")}
+    if args.target is not None:
+        given["target"] = args.target
+    out = args.out
+    if out is None:
+        method = args.method or DEFAULT_METHOD.get(args.backend, "")
+        out = Path(args.artifact).parent / (f"{args.backend}-{method}" + (f"-{args.target}" if args.target else ""))
+    return QuantizeConfig(artifact=args.artifact, out=out, **given)
+
+
 def cmd_quantize(args) -> None:
     from quantization.api import quantize
     from quantization.config import QuantizeConfig
 
-    cfg = QuantizeConfig(artifact=args.artifact, out=args.out, backend=args.backend, method=args.method,
-                         target=args.target, calibration_size=args.calibration_size,
-                         calibrate_method=args.calibrate_method, per_channel=args.per_channel,
-                         max_accuracy_drop=args.max_accuracy_drop, keep_fp32=args.keep_fp32,
-                         nncf_scheme=args.nncf_scheme)
+    cfg = quantize_config(args)
     m = quantize(cfg)
     sizes, choice = m.recipe.get("size_bytes", {}), cfg.target_choice
     print(f"wrote {m.backend} {m.precision} artifact ({m.recipe.get('method')}, target {choice['picked'] or 'none'}) "
-          f"for {m.task} to {args.out}")
+          f"for {m.task} to {cfg.out}")
     if choice["requested"] == "auto" and choice["picked"]:
         print(f"--target auto picked {choice['picked']}: {choice['why']}")
     if fusions := m.recipe.get("fusions"):
         print("fusions: " + ", ".join(f"{k} x{v}" for k, v in fusions.items()))
     if sizes:
         print("size on disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
-    print(f"next: distilbert-deploy parity {args.out}")
+    print(f"next: distilbert-deploy parity {cfg.out}")
+
+
+def cmd_docs(args) -> int | None:
+    from benchmarks.reports import check, write
+
+    if not args.docs.is_dir():
+        raise ConfigError(f"no docs directory at {args.docs}. Fix: run from the repository root or pass --docs DIR")
+    if args.check:
+        drifts = check(args.docs)
+        for d in drifts:
+            print(f"{d.path}: {d.why}", file=sys.stderr)
+        if drifts:
+            print(f"{len(drifts)} generated file(s) drifted from their JSON. Fix: make docs", file=sys.stderr)
+            return 1
+        print(f"every generated file under {args.docs} is a fresh render")
+        return None
+    written = write(args.docs)
+    print("\n".join(f"wrote {p}" for p in written) or f"every generated file under {args.docs} was a fresh render")
+    return None
 
 
 def cmd_env(args) -> None:

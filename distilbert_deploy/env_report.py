@@ -6,11 +6,12 @@ import importlib.util
 import platform
 import sys
 from importlib import metadata
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from runtimes.procs import venv_dir
+
 PROJECT = "pip install 'distilbert-deploy[{}]'"
-# (name shown, distributions (first found wins), how to install it, the venv it lives in when not this one)
+# (name shown, distributions (first found wins), how to install it, the side venv (runtimes.procs.venv_dir) it
+# lives in when not this one)
 LIBRARIES = (
     ("torch", ("torch",), PROJECT.format("export"), None),
     ("transformers", ("transformers",), "pip install distilbert-deploy", None),
@@ -19,8 +20,8 @@ LIBRARIES = (
     ("onnxruntime", ("onnxruntime", "onnxruntime-gpu"), PROJECT.format("ort") + " (or ort-gpu)", None),
     ("openvino", ("openvino",), PROJECT.format("openvino"), None),
     ("nncf", ("nncf",), PROJECT.format("openvino"), None),
-    ("neural-compressor", ("onnx-neural-compressor",), "make venv-inc", ".venv-inc"),
-    ("optimum", ("optimum",), "make venv-optimum (the bench's peers)", ".venv-optimum"),
+    ("neural-compressor", ("onnx-neural-compressor",), "make venv-inc", "inc"),
+    ("optimum", ("optimum",), "make venv-optimum (the bench's peers)", "optimum"),
     ("tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
      "pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu12", None),
     ("tensorrt-rtx", ("tensorrt-rtx-cu13", "tensorrt-rtx"), PROJECT.format("tensorrt-rtx"), None),
@@ -29,8 +30,8 @@ LIBRARIES = (
     ("uvicorn", ("uvicorn",), PROJECT.format("serve"), None),
     ("prometheus-client", ("prometheus-client", "prometheus_client"), PROJECT.format("serve"), None),
     ("tritonclient", ("tritonclient",), "pip install 'tritonclient[http,grpc]'", None),
-    ("tritonserver (pytriton)", ("nvidia-pytriton",), "make venv-triton", ".venv-triton"),
-    ("ray", ("ray",), "make venv-ray", ".venv-ray"),
+    ("tritonserver (pytriton)", ("nvidia-pytriton",), "make venv-triton", "triton"),
+    ("ray", ("ray",), "make venv-ray", "ray"),
     ("pytest", ("pytest",), PROJECT.format("dev"), None),
 )
 AUTO_CASES = (("onnxruntime", "dynamic"), ("onnxruntime", "static"), ("openvino", "int8"), ("inc", "int8"))
@@ -40,13 +41,13 @@ def _version(dists: tuple[str, ...], venv: str | None) -> tuple[str | None, str]
     """(version of the first distribution found, or None; where it was looked for)."""
     where = {}
     if venv is not None:  # another venv of this repo: read its site-packages, do not run it
-        where = {"path": [str(p) for p in sorted((REPO / venv).glob("lib/python*/site-packages"))]}
+        where = {"path": [str(p) for p in sorted(venv_dir(venv).glob("lib/python*/site-packages"))]}
         if not where["path"]:
-            return None, venv
+            return None, f".venv-{venv}"
     for name in dists:
         if found := next(iter(metadata.distributions(name=name, **where)), None):
-            return found.version, venv or "this environment"
-    return None, venv or "this environment"
+            return found.version, f".venv-{venv}" if venv else "this environment"
+    return None, f".venv-{venv}" if venv else "this environment"
 
 
 def _probe(fn) -> dict:

@@ -13,6 +13,8 @@ def _list(values: list[str]) -> tuple[str, ...]:
 
 
 def add_parser(sub) -> None:
+    from benchmarks.bench.config import DEFAULT_OPTIMUM_PYTHON
+
     o = sub.add_parser("optimize", help="build every recipe that runs on this CPU, judge each with the parity suite, "
                                         "time them side by side with the peers, keep the fastest that passes",
                        description=__doc__)
@@ -30,7 +32,8 @@ def add_parser(sub) -> None:
     o.add_argument("--min-time", type=float, default=1.0, help="timed seconds per target and workload")
     o.add_argument("--finalists", type=int, default=3, help="candidates judged on the full corpus at a time")
     o.add_argument("--cls-top", type=int, default=2, help="recipes that get a [CLS]-pruned variant")
-    o.add_argument("--optimum-python", type=Path, default=Path(".venv-optimum/bin/python"))
+    o.add_argument("--optimum-python", type=Path, default=Path(DEFAULT_OPTIMUM_PYTHON),
+                   help="interpreter of the optimum venv (default .venv-optimum)")
     o.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tiny timing counts (tests)
     o.add_argument("--cmdline", help=argparse.SUPPRESS)
     o.set_defaults(run=cmd_optimize)

@@ -18,18 +18,18 @@ from pathlib import Path
 from runtimes.artifact import Artifact, load_artifact, staging_dir, write_text_atomic
 from runtimes.errors import BackendUnavailable, ConfigError, ExportError
 from runtimes.heads import get_head
+from runtimes.triton_config import model_config
 
 KINDS = ("cpu", "gpu")
 MODELS_DIR = Path(__file__).parent / "triton_models"
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json",
               "manifest.json")
 MARKER = "repository.json"  # what this is and what it holds; Triton ignores files at the repository root
-NATIVE = {  # backend -> (config lines, model files in the version dir)
-    "onnxruntime": ('backend: "onnxruntime"', {"model.onnx": "model.onnx"}),
-    "openvino": ('backend: "openvino"', {"model.xml": "model.xml", "model.bin": "model.bin"}),
-    "tensorrt": ('platform: "tensorrt_plan"', {"model.engine": "model.plan"}),
+NATIVE = {  # backend -> (its ModelConfig field, model files in the version dir)
+    "onnxruntime": ({"backend": "onnxruntime"}, {"model.onnx": "model.onnx"}),
+    "openvino": ({"backend": "openvino"}, {"model.xml": "model.xml", "model.bin": "model.bin"}),
+    "tensorrt": ({"platform": "tensorrt_plan"}, {"model.engine": "model.plan"}),
 }
-TYPES = {"int64": "TYPE_INT64", "float32": "TYPE_FP32"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def export_triton(cfg: TritonExportConfig) -> dict:
         raise ConfigError(f"model names must be unique; got {names}. Fix: --name for each artifact")
     configs = {}
     for name, art in zip(names, arts):
-        configs.update(model_configs(name, art, cfg))
+        configs.update({model: to_pbtxt(model, config) for model, config in model_configs(name, art, cfg).items()})
     schema_check(configs)
     record = {"schema_version": 1, "python_runtime": cfg.python_runtime,
               "models": {n: describe(n, a, cfg) for n, a in zip(names, arts)}}
@@ -84,7 +84,9 @@ def kind_of(art: Artifact, cfg: TritonExportConfig) -> str:
     return "gpu" if art.manifest.backend == "tensorrt" else "cpu"
 
 
-def model_configs(name: str, art: Artifact, cfg: TritonExportConfig) -> dict[str, str]:
+def model_configs(name: str, art: Artifact, cfg: TritonExportConfig) -> dict[str, dict]:
+    """The four ModelConfigs of one artifact (runtimes.triton_config's JSON form): the model, its tokenizer and
+    postprocess python models, and the text ensemble."""
     m = art.manifest
     backend = m.backend
     if not cfg.python_runtime and backend not in NATIVE:
@@ -94,40 +96,38 @@ def model_configs(name: str, art: Artifact, cfg: TritonExportConfig) -> dict[str
     if backend == "openvino" and kind == "gpu" and not cfg.python_runtime:
         raise ConfigError("Triton's openvino backend runs on CPU. Fix: --kind cpu")
     head = get_head(m.task)
-    body = 'backend: "python"' if cfg.python_runtime else NATIVE[backend][0]
+    runs = {"backend": "python"} if cfg.python_runtime else NATIVE[backend][0]
     preferred = sorted({b for b in (4, 8, cfg.max_batch_size // 2, cfg.max_batch_size) if 1 <= b <= cfg.max_batch_size})
-    lines = [f'name: "{name}"', body, f"max_batch_size: {cfg.max_batch_size}"]
-    lines += io("input", [(t.name, t.dtype, t.dims[1:]) for t in m.inputs])
-    lines += io("output", [(t.name, t.dtype, t.dims[1:]) for t in m.outputs])
-    lines += [f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] "
-              f"max_queue_delay_microseconds: {cfg.max_queue_delay_us} }}",
-              f"instance_group [ {{ count: {cfg.instances} kind: KIND_{kind.upper()} }} ]"]
+    extra: dict = {}
     if cfg.onnx_tensorrt and backend == "onnxruntime" and not cfg.python_runtime:
         if kind != "gpu":
             raise ConfigError("--onnx-tensorrt is ORT's TensorRT accelerator: a GPU option. Fix: --kind gpu")
-        lines.append('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" '
-                     'parameters { key: "precision_mode" value: "FP16" } } ] } }')
-    if cfg.python_runtime:
-        lines.append(f'parameters {{ key: "device" value: {{ string_value: "{"cuda" if kind == "gpu" else "cpu"}" }} }}')
+        extra["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [
+            {"name": "tensorrt", "parameters": {"precision_mode": "FP16"}}]}}
+    model = model_config(name, [(t.name, t.dtype, t.dims[1:]) for t in m.inputs],
+                         [(t.name, t.dtype, t.dims[1:]) for t in m.outputs], max_batch_size=cfg.max_batch_size,
+                         instances=cfg.instances, kind=kind,
+                         dynamic_batching={"preferred_batch_size": preferred,
+                                           "max_queue_delay_microseconds": cfg.max_queue_delay_us},
+                         parameters={"device": "cuda" if kind == "gpu" else "cpu"} if cfg.python_runtime else None,
+                         **runs, **extra)
     text_in = [(n, "string", (-1, -1) if n == "choices" else (-1,)) for n, _ in text_fields(m.task)]
     rows = (-1, -1, -1) if head.multiple_choice else (-1, -1)
-    tokenizer = [f'name: "{name}-tokenizer"', 'backend: "python"', "max_batch_size: 0",
-                 *io("input", text_in), *io("output", [(t.name, t.dtype, rows) for t in m.inputs]),
-                 "instance_group [ { count: 1 kind: KIND_CPU } ]"]
-    outputs = [(t.name, t.dtype, (-1, *(-1 if isinstance(d, str) else d for d in t.dims[1:]))) for t in m.outputs]
-    post = [f'name: "{name}-postprocess"', 'backend: "python"', "max_batch_size: 0",
-            *io("input", text_in + outputs), *io("output", [("answer", "string", (-1,))]),
-            "instance_group [ { count: 1 kind: KIND_CPU } ]"]
-    ensemble = [f'name: "{name}-text"', 'platform: "ensemble"', "max_batch_size: 0",
-                *io("input", text_in), *io("output", [("answer", "string", (-1,))]),
-                "ensemble_scheduling { step [ " + ", ".join([
-                    step(f"{name}-tokenizer", {n: n for n, *_ in text_in}, {t.name: f"_{t.name}" for t in m.inputs}),
-                    step(name, {t.name: f"_{t.name}" for t in m.inputs}, {t.name: f"_{t.name}" for t in m.outputs}),
-                    step(f"{name}-postprocess", {**{n: n for n, *_ in text_in}, **{t.name: f"_{t.name}" for t in m.outputs}},
-                         {"answer": "answer"}),
-                ]) + " ] }"]
-    return {name: "\n".join(lines) + "\n", f"{name}-tokenizer": "\n".join(tokenizer) + "\n",
-            f"{name}-postprocess": "\n".join(post) + "\n", f"{name}-text": "\n".join(ensemble) + "\n"}
+    answer = [("answer", "string", (-1,))]
+    outputs = [(t.name, t.dtype, (-1, *t.dims[1:])) for t in m.outputs]
+    tokenizer = model_config(f"{name}-tokenizer", text_in, [(t.name, t.dtype, rows) for t in m.inputs],
+                             max_batch_size=0, backend="python")
+    post = model_config(f"{name}-postprocess", text_in + outputs, answer, max_batch_size=0, backend="python")
+    ensemble = model_config(f"{name}-text", text_in, answer, max_batch_size=0, platform="ensemble", instances=None,
+                            ensemble_scheduling={"step": [
+                                step(f"{name}-tokenizer", {n: n for n, *_ in text_in},
+                                     {t.name: f"_{t.name}" for t in m.inputs}),
+                                step(name, {t.name: f"_{t.name}" for t in m.inputs},
+                                     {t.name: f"_{t.name}" for t in m.outputs}),
+                                step(f"{name}-postprocess",
+                                     {**{n: n for n, *_ in text_in}, **{t.name: f"_{t.name}" for t in m.outputs}},
+                                     {"answer": "answer"})]})
+    return {name: model, f"{name}-tokenizer": tokenizer, f"{name}-postprocess": post, f"{name}-text": ensemble}
 
 
 def text_fields(task: str):
@@ -137,30 +137,35 @@ def text_fields(task: str):
     return [(n, req) for n, req in text_inputs(task) if req]
 
 
-def io(section: str, tensors) -> list[str]:
-    items = []
-    for name, dtype, dims in tensors:
-        dt = "TYPE_STRING" if dtype == "string" else TYPES[dtype]
-        shape = ", ".join(str(d if isinstance(d, int) else -1) for d in dims)
-        items.append(f'{{ name: "{name}" data_type: {dt} dims: [ {shape} ] }}')
-    return [f"{section} [ " + ", ".join(items) + " ]"]
+def step(model: str, inputs: dict, outputs: dict) -> dict:
+    return {"model_name": model, "model_version": -1, "input_map": inputs, "output_map": outputs}
 
 
-def step(model: str, inputs: dict, outputs: dict) -> str:
-    maps = [f'input_map {{ key: "{k}" value: "{v}" }}' for k, v in inputs.items()]
-    maps += [f'output_map {{ key: "{k}" value: "{v}" }}' for k, v in outputs.items()]
-    return f'{{ model_name: "{model}" model_version: -1 {" ".join(maps)} }}'
+def _model_config_pb2():
+    try:
+        from google.protobuf import json_format, text_format
+        from tritonclient.grpc import model_config_pb2
+    except ImportError as e:
+        raise BackendUnavailable("triton", missing=[e.name or "tritonclient"],
+                                 hint="pip install 'tritonclient[grpc]' (in this repo: the dev extra)") from None
+    return json_format, text_format, model_config_pb2
+
+
+def to_pbtxt(model: str, config: dict) -> str:
+    """config.pbtxt of one ModelConfig: its JSON form read by protobuf (a wrong field or enum fails here), written
+    as protobuf text."""
+    json_format, text_format, pb2 = _model_config_pb2()
+    try:
+        return text_format.MessageToString(json_format.ParseDict(config, pb2.ModelConfig()))
+    except json_format.ParseError as e:
+        raise ExportError(f"the config of '{model}' is not a valid Triton ModelConfig: {e}. Nothing was written. "
+                          f"This is a bug in the repository writer; the config was:\n{json.dumps(config)}") from None
 
 
 def schema_check(configs: dict[str, str]) -> None:
     """Parse each config.pbtxt into Triton's ModelConfig message: a wrong field, type or enum fails here, with
     line:column, before anything is written."""
-    try:
-        from google.protobuf import text_format
-        from tritonclient.grpc import model_config_pb2
-    except ImportError as e:
-        raise BackendUnavailable("triton", missing=[e.name or "tritonclient"],
-                                 hint="pip install 'tritonclient[grpc]' (in this repo: the dev extra)") from None
+    _, text_format, model_config_pb2 = _model_config_pb2()
     for model, text in configs.items():
         try:
             text_format.Parse(text, model_config_pb2.ModelConfig())
@@ -191,7 +196,8 @@ def write_models(root: Path, name: str, art: Artifact, cfg: TritonExportConfig) 
 def describe(name: str, art: Artifact, cfg: TritonExportConfig) -> dict:
     m = art.manifest
     out = {"artifact": str(art.path.absolute()), "task": m.task, "backend": m.backend, "precision": m.precision,
-           "triton_backend": "python (this project's runtime)" if cfg.python_runtime else NATIVE.get(m.backend, ("",))[0],
+           "triton_backend": "python (this project's runtime)" if cfg.python_runtime else
+           " ".join(f'{k}: "{v}"' for k, v in NATIVE.get(m.backend, ({},))[0].items()),
            "kind": kind_of(art, cfg), "text_ensemble": f"{name}-text", "model_sha256": m.files[m.model_file]}
     if m.backend == "tensorrt":
         r = m.recipe

@@ -1,7 +1,7 @@
 """QuantizeConfig: one frozen request, shared by every backend's recipe. Validation only, no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from functools import cached_property
 from pathlib import Path
 
@@ -75,3 +75,6 @@ class QuantizeConfig:
     @property
     def preset_name(self) -> str | None:
         return self.target_choice["picked"]
+
+
+DEFAULTS = {f.name: f.default for f in fields(QuantizeConfig) if f.default is not MISSING}  # the CLI's defaults

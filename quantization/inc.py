@@ -47,6 +47,7 @@ import numpy as np
 from runtimes.artifact import (Manifest, copy_side_files, derived_manifest, finalize, library_versions, load_artifact,
                                staging_dir)
 from runtimes.errors import BackendUnavailable, ConfigError, QuantizationError
+from runtimes.procs import venv_dir
 from runtimes.heads import get_head
 
 from .config import QuantizeConfig
@@ -57,7 +58,7 @@ METHODS = ("int8", "int8-accuracy")
 # INT8, the default model's feature-extraction worst-token cosine fell to 0.909 on the 512-token parity case.
 OUTLIER_MARKERS = ("ffn/lin2",)
 # The venv: $DISTILBERT_DEPLOY_INC_VENV, else .venv-inc at the repository root (the Makefile builds it there).
-VENV = Path(os.environ.get("DISTILBERT_DEPLOY_INC_VENV") or Path(__file__).resolve().parent.parent / ".venv-inc")
+VENV = venv_dir("inc")
 WORKER = Path(__file__).with_name("inc_worker.py")
 HINT = ("make venv-inc (a separate venv for onnx-neural-compressor, which pins numpy 1.x and needs prettytable "
         "and scipy; set DISTILBERT_DEPLOY_INC_VENV to use one elsewhere)")

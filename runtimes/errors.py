@@ -56,3 +56,18 @@ class BackendUnavailable(DeployError):
 
 class QuantizationError(DeployError):
     """A quantization / optimization recipe cannot run on this input (already INT8, no calibration data)."""
+
+
+def run_main(main, argv=None) -> int:
+    """The one error policy of every entry point (`distilbert-deploy`, `python -m benchmarks.X`): a DeployError
+    prints `error: ...` and returns its exit code (2); Ctrl-C returns 130."""
+    import sys
+
+    try:
+        return main(argv) or 0
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

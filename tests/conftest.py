@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from runtimes.procs import venv_bin
 from runtimes.registry import BACKENDS
 from tiny_tasks import runtime_of, tiny  # noqa: F401 (fixtures: scaled tiny models for the task and service tests)
 
-REPO = Path(__file__).resolve().parent.parent
 FORCE_ABSENT = "DISTILBERT_DEPLOY_TEST_ABSENT"
 
 
@@ -75,16 +75,16 @@ def _arm64():
         return f"needs the emulated aarch64 environment (make arm64-env): {e}"
 
 
-def _venv(name: str, make: str, why: str):
+def _venv(name: str, why: str):
     def probe():
-        if not (REPO / name / "bin" / "python").is_file():
-            return f"needs {name} ({make}): {why}"
+        if not venv_bin(name).is_file():
+            return f"needs .venv-{name} (make venv-{name}): {why}"
     return probe
 
 
 def _ray():
     """Ray's internal servers bind the host address: its tests run in a private network namespace (root)."""
-    if reason := _venv(".venv-ray", "make venv-ray", "Ray Serve and protobuf 7 live there")():
+    if reason := _venv("ray", "Ray Serve and protobuf 7 live there")():
         return reason
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
         return "needs root with unshare and ip (a private network namespace keeps Ray on loopback)"
@@ -109,10 +109,10 @@ PROBES = {
     "openvino": _module("openvino", "openvino"),
     "inc": _inc,
     "ray": _ray,
-    "triton": _venv(".venv-triton", "make venv-triton", "the bundled tritonserver (nvidia-pytriton)"),
-    "tf4": _venv(".venv-tf4", "make venv-tf4", "the real transformers 4.x question-answering pipeline"),
-    "kserve": _venv(".venv-kserve", "make venv-kserve", "KServe's ModelServer, a bench-serve peer"),
-    "infinity": _venv(".venv-infinity", "make venv-infinity", "infinity-emb, a bench-serve peer (built by "
+    "triton": _venv("triton", "the bundled tritonserver (nvidia-pytriton)"),
+    "tf4": _venv("tf4", "the real transformers 4.x question-answering pipeline"),
+    "kserve": _venv("kserve", "KServe's ModelServer, a bench-serve peer"),
+    "infinity": _venv("infinity", "infinity-emb, a bench-serve peer (built by "
                       "make bench-serve only)"),
     "cpu_bf16": _cpu(("avx512_bf16", "amx_bf16"), "bf16 execution (AVX512-BF16 or AMX-BF16)"),
     "cpu_fp16": _cpu(("avx512_fp16",), "fp16 execution (AVX512-FP16)"),

@@ -8,13 +8,15 @@ itself (the test does).
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from runtimes.errors import DeployError
+from runtimes.procs import ServerProcess
 
 PORT, TC, QA = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 BIN = Path(sys.executable).parent
@@ -71,19 +73,17 @@ def main() -> dict:
     from runtimes.pipeline import load_pipeline
 
     found: dict = {}
-    log = open("ray-serve.log", "wb")
-    t0 = time.monotonic()
-    proc = subprocess.Popen([str(BIN / "distilbert-deploy"), "serve", "--engine", "ray", "--replicas", "2", str(TC),
-                             str(QA), "--name", "tc", "--name", "qa", "--port", str(PORT), "--max-batch-size", "8"],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    line = ""
-    while time.monotonic() - t0 < 180 and proc.poll() is None and not line.startswith("ready:"):
-        line = proc.stdout.readline()
-    found["ready"] = line.startswith("ready:")
-    found["start_s"] = round(time.monotonic() - t0, 1)
-    if not found["ready"]:
-        proc.kill()
+    server = ServerProcess([BIN / "distilbert-deploy", "serve", "--engine", "ray", "--replicas", "2", TC, QA,
+                            "--name", "tc", "--name", "qa", "--port", PORT, "--max-batch-size", "8"],
+                           Path("ray-serve.log"), f"http://127.0.0.1:{PORT}/v2/health/ready", name="Ray Serve",
+                           ready_timeout_s=180, stop_timeout_s=90)
+    try:
+        server.spawn().wait_ready()
+    except DeployError:
+        server.stop()
+        found["ready"] = False
         return found
+    found["ready"], found["start_s"] = True, round(server.ready_s, 1)
     found["replicas"] = len(replicas())
     tc, qa = load_pipeline(TC), load_pipeline(QA)
 
@@ -149,12 +149,8 @@ def main() -> dict:
     found["after_replacement"] = post("/v1/models/tc/predict", {"inputs": TEXTS})[0]
 
     # shutdown: exit code, then no Ray process left
-    proc.send_signal(signal.SIGTERM)
-    try:
-        found["exit_code"] = proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        found["exit_code"] = "timeout"
+    code = server.stop()
+    found["exit_code"] = "timeout" if code is None else code
     t2 = time.monotonic()
     while time.monotonic() - t2 < 30 and ray_processes():
         time.sleep(0.5)

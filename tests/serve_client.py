@@ -4,54 +4,34 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from runtimes.procs import ServerProcess, cli_argv, free_port
 
 
-class Server:
+class Server(ServerProcess):
     """gate: a file path; every batch waits until that file exists (tests/gated_serve.py), so a test holds requests
-    in flight for as long as it needs and releases them by creating the file."""
+    in flight for as long as it needs and releases them by creating the file. Spawned at construction; failures
+    are AssertionErrors with the server's log."""
 
     def __init__(self, args: list[str], log: Path, env: dict | None = None, gate: Path | None = None):
         self.port = free_port()
-        self.log_path = log
-        head = ["-m", "distilbert_deploy.cli"] if gate is None else [str(Path(__file__).with_name("gated_serve.py")),
-                                                                      str(gate)]
-        self.proc = subprocess.Popen(
-            [sys.executable, *head, "serve", *map(str, args), "--port", str(self.port)],
-            stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        argv = (cli_argv("serve") if gate is None else
+                [sys.executable, str(Path(__file__).with_name("gated_serve.py")), str(gate), "serve"])
+        super().__init__([*argv, *map(str, args), "--port", str(self.port)], log,
+                         f"http://127.0.0.1:{self.port}/v2/health/ready", env=env, error=AssertionError)
+        self.spawn()
 
     @property
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 120) -> "Server":
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log}")
-            try:
-                if self.request("GET", "/v2/health/ready", timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.proc.kill()
-        self.proc.wait(10)
-        raise AssertionError(f"server not ready after {timeout} s:\n{self.log}")
+        self.ready_timeout_s = timeout
+        return super().wait_ready()
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                 timeout: float = 60) -> tuple[int, dict, bytes]:
@@ -82,18 +62,13 @@ class Server:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:  # a failed test never leaves a server behind
-            self.proc.kill()
-            self.proc.wait(10)
+        self.kill()  # a failed test never leaves a server behind
 
     def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        code = super().stop(timeout)
+        if code is None:
             raise AssertionError(f"server did not exit {timeout} s after SIGTERM:\n{self.log}")
+        return code
 
 
 def delta(after: dict, before: dict, name: str, **labels) -> float:

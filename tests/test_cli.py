@@ -148,17 +148,32 @@ def test_predict_flags_for_another_task(tiny_artifacts, capsys, task, flags, wro
     assert "--file" in takes and ("--text" in takes) == (task not in ("question-answering", "multiple-choice"))
 
 
-def test_make_quantize_uses_the_backends_default_method():
-    """`make quantize BACKEND=openvino|inc` runs their int8 (the old Makefile passed onnxruntime's dynamic to all)."""
+def test_make_quantize_passes_only_what_was_given_and_the_cli_defaults_come_from_quantize_config(tmp_path):
+    """`make quantize` passes BACKEND, METHOD, TARGET and OUT only when given, so the defaults are QuantizeConfig's:
+    openvino and inc get their int8, onnxruntime its dynamic, and the artifact lands beside the source as
+    BACKEND-METHOD[-TARGET] (the names the Makefile used to build itself)."""
     import subprocess
+
+    from distilbert_deploy.cli import build_parser, quantize_config
 
     def line(*var):
         r = subprocess.run(["make", "-n", "quantize", "MODEL=tiny", *var], capture_output=True, text=True, check=True)
         return next(x for x in r.stdout.splitlines() if "distilbert-deploy quantize" in x)
 
-    assert "--backend onnxruntime --method dynamic" in line()
+    for flag in ("--out", "--backend", "--method", "--target"):
+        assert flag not in line()
+    cmd = line("BACKEND=openvino", "METHOD=int8-accuracy", "TARGET=arm64", f"OUT={tmp_path}")
+    assert f"--out {tmp_path} --backend openvino --method int8-accuracy --target arm64" in cmd
+
+    src = tmp_path / "m" / "onnxruntime-fp32"
+
+    def cfg(*args):
+        return quantize_config(build_parser().parse_args(["quantize", str(src), *args]))
+
+    assert (cfg().method, cfg().target, cfg().out) == ("dynamic", "auto", src.parent / "onnxruntime-dynamic")
     for backend in ("openvino", "inc"):
-        cmd = line(f"BACKEND={backend}")
-        assert f"--backend {backend} --method int8" in cmd and f"{backend}-int8" in cmd and "--target" not in cmd
-    assert "--method int8-accuracy" in line("BACKEND=openvino", "METHOD=int8-accuracy")
-    assert "--target arm64" in line("TARGET=arm64")
+        c = cfg("--backend", backend)
+        assert (c.method, c.out) == ("int8", src.parent / f"{backend}-int8")
+    assert cfg("--target", "arm64").out == src.parent / "onnxruntime-dynamic-arm64"
+    assert cfg("--backend", "openvino", "--method", "int8-accuracy").out == src.parent / "openvino-int8-accuracy"
+    assert cfg("--out", str(tmp_path / "x")).out == tmp_path / "x"

@@ -99,7 +99,8 @@ def test_downward_and_sideways_edges_pass(module, line):
 
 
 def test_the_cli_parser_imports_the_benchmarks_configs_only():
-    """`distilbert-deploy serve` builds the whole parser: it must not pull in the bench harness's runners or loops."""
+    """`distilbert-deploy serve` builds the whole parser: it must not pull in the bench harness's runners or loops,
+    nor a quantization recipe (only the configs the flags take their choices and defaults from)."""
     import subprocess
     import sys
 
@@ -108,6 +109,7 @@ def test_the_cli_parser_imports_the_benchmarks_configs_only():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     loaded = set(out.stdout.split())
-    assert "benchmarks.bench.config" in loaded  # the flags' choices come from it
+    assert {"benchmarks.bench.config", "quantization.config"} <= loaded  # the flags' choices and defaults
     assert loaded <= {"benchmarks", "benchmarks.bench", "benchmarks.bench.config", "benchmarks.bench.workloads",
-                      "benchmarks.serve_bench", "benchmarks.serve_bench.config"}, sorted(loaded)
+                      "benchmarks.serve_bench", "benchmarks.serve_bench.config", "quantization",
+                      "quantization.config"}, sorted(loaded)

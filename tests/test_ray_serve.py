@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from runtimes.procs import venv_dir
+
 REPO = Path(__file__).resolve().parents[1]
-VENV = REPO / ".venv-ray"
+VENV = venv_dir("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.server, pytest.mark.slow]
 
 

@@ -524,7 +524,9 @@ def test_peer_launch_refusals(tmp_path, monkeypatch):
     cfg = ServeBenchConfig(artifact=tmp_path)
     with pytest.raises(PeerError, match="not measured on feature-extraction"):
         launch(cfg, "kserve", 16, tmp_path, 1, 2, "feature-extraction")
-    monkeypatch.setattr(peers, "REPO", tmp_path)  # no venvs there
+    monkeypatch.setattr("runtimes.procs.REPO", tmp_path)  # no venvs there
+    for name in ("KSERVE", "INFINITY"):
+        monkeypatch.delenv(f"DISTILBERT_DEPLOY_{name}_VENV", raising=False)
     with pytest.raises(PeerError, match=r"needs \.venv-kserve .*Fix: make venv-kserve"):
         launch(cfg, "kserve", 16, tmp_path, 1, 2, "text-classification")
     with pytest.raises(PeerError, match=r"needs \.venv-infinity .*make venv-infinity"):

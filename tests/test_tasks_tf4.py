@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from runtimes.procs import venv_bin
 from tiny_tasks import CONTEXT, LONG_CONTEXT, QUESTIONS, SENTENCES, same
 
-ROOT = Path(__file__).parents[1]
-TF4_PYTHON = ROOT / ".venv-tf4" / "bin" / "python"
+TF4_PYTHON = venv_bin("tf4")
 ORACLE = Path(__file__).parent / "tf4_qa_reference.py"
 # many words split into word pieces (and an [UNK]): answers that start or end inside a word get widened
 SUBWORDS = " ".join(SENTENCES[4:] + SENTENCES[:3])

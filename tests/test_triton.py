@@ -89,9 +89,10 @@ def test_an_invalid_config_fails_the_export_with_line_and_column_and_writes_noth
     with pytest.raises(ExportError, match="KIND_CPUX"):
         triton_repo.schema_check({"x": "instance_group [ { count: 1 kind: KIND_CPUX } ]\n"})
     real = triton_repo.model_configs
-    monkeypatch.setattr(triton_repo, "model_configs",
-                        lambda *a: {k: v.replace("max_batch_size", "max_batch") for k, v in real(*a).items()})
-    with pytest.raises(ExportError, match="has no field named \"max_batch\""):
+    monkeypatch.setattr(triton_repo, "model_configs", lambda *a: {
+        k: {("max_batch" if f == "max_batch_size" else f): x for f, x in v.items()} for k, v in real(*a).items()})
+    with pytest.raises(ExportError, match="'onnxruntime' is not a valid Triton ModelConfig: .*has no field named "
+                                          "\"max_batch\""):
         export([tiny_artifacts["fill-mask", "onnxruntime"]], tmp_path / "repo")
     assert not (tmp_path / "repo").exists() and not list(tmp_path.glob(".repo*"))
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtimes.errors import ConfigError
+from runtimes.procs import venv_bin
 
 from .workloads import MAX_POSITIONS, SELECT_WORKLOADS, parse_select
 
@@ -19,7 +20,7 @@ BASELINES = {  # id -> (precision, compile)
 }
 PEERS = ("ort-default", "ort-qdynamic", "ov-nncf", "optimum-ort", "optimum-ov", "optimum-ortq")
 SPLITS = ("heldout", "train")
-DEFAULT_OPTIMUM_PYTHON = ".venv-optimum/bin/python"
+DEFAULT_OPTIMUM_PYTHON = str(venv_bin("optimum"))
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,14 @@ class BenchConfig:
     out: Path = Path("reports")
     name: str = "bench"
     command: str = ""
+
+    @property
+    def loop(self):
+        """The harness loop's settings (timing.Timing)."""
+        from .timing import Timing
+
+        return Timing(warmup=self.warmup, min_time_s=self.min_time_s, min_iters=self.min_iters,
+                      round_time_s=self.round_time_s, rewarm=self.rewarm, settle_s=self.settle_s)
 
     def __post_init__(self):
         if not self.artifacts:

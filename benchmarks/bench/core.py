@@ -8,7 +8,6 @@ import datetime as _dt
 import importlib.util
 import json
 import re
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +21,9 @@ from .launchers import REPO, WorkerError, cold_start, open_handle
 from .report import BenchReport, Result, TargetInfo, judged_speed_targets
 from .runners import TIMER, TargetSpec
 from .stats import PERCENTILE_METHOD, summarize
+from .timing import REWARM_BELOW_S, interleaved
 from .workloads import MAX_POSITIONS, NUM_CHOICES, Workload, fixed, parse_select
 
-REWARM_BELOW_S = 0.02  # longer calls: a thread pool's wake-up (ms) is noise, and a re-warm call would double the cost
 # settle_s: an ONNX Runtime or OpenVINO pool keeps its threads spinning for tens of ms after a call; on 2 cores the
 # next target's turn ran in their shadow (docs/optimize/README.md, "Two findings of the second AVX-512 run")
 INT8_PEERS = ("ort-qdynamic", "ov-nncf", "optimum-ortq")
@@ -238,63 +237,9 @@ def check_shapes(spec: TargetSpec, workloads: dict[str, list[Workload]]) -> None
 
 def measure(handles: dict, workloads: list[Workload], scenario: str, cfg: BenchConfig, specs: dict,
             progress=None, log=None) -> dict[tuple[str, str], list[int]]:
-    """Warm-up, then rounds over every (target, workload) pair (order rotated each round) until each pair has
-    >= min_time_s of timed calls and >= min_iters calls (requests workloads: whole passes)."""
-    pairs = [(tid, w) for w in workloads for tid in handles]
-    key = lambda w: f"{scenario}:{w.key}"
-    bar = progress.add_task(f"{scenario}: warm-up", total=len(pairs)) if progress else None
-    chunk, samples, rewarm = {}, {}, {}
-    for tid, w in pairs:
-        h = handles[tid]
-        h.set_workload(replace(w, key=key(w)))
-        warm = cfg.warmup
-        if w.requests and (cfg.warmup or specs[tid].compile):
-            # one whole pass: every distinct shape seen before timing (torch.compile graphs, OpenVINO's static
-            # bucket models, ORT's arena), as a service's warm-up does
-            warm = max(warm, w.calls)
-        t = h.run(key(w), warm) if warm else h.run(key(w), 1)
-        h.reset(key(w))
-        per_call = statistics.median(t) / 1e9
-        chunk[tid, w.key] = int(min(1000, max(1, cfg.round_time_s / max(per_call, 1e-6))))
-        rewarm[tid, w.key] = cfg.rewarm if per_call < REWARM_BELOW_S else 0
-        samples[tid, w.key] = []
-    if progress:
-        progress.update(bar, description=f"{scenario}: measuring")
-    done: set = set()
-    r = 0
-    min_ns = cfg.min_time_s * 1e9
-    last = None  # the target whose turn ran last
-    while len(done) < len(pairs):
-        order = pairs[r % len(pairs):] + pairs[:r % len(pairs)]
-        for tid, w in order:
-            if (tid, w.key) in done:
-                continue
-            xs = samples[tid, w.key]
-            enough = len(xs) >= cfg.min_iters and sum(xs) >= min_ns
-            n = chunk[tid, w.key]
-            if w.requests:
-                left = -len(xs) % w.calls
-                if enough:
-                    n = left  # finish the pass, then stop
-                else:
-                    n = min(n, left or w.calls)
-            if n:
-                if last is not None and last != tid and cfg.settle_s:
-                    time.sleep(cfg.settle_s)
-                xs += handles[tid].run(key(w), n, rewarm[tid, w.key])
-                last = tid
-            if len(xs) >= cfg.min_iters and sum(xs) >= min_ns and (not w.requests or len(xs) % w.calls == 0):
-                done.add((tid, w.key))
-                if log:
-                    log(f"  {scenario} {w.key} {tid}: n={len(xs)}, p50 {statistics.median(xs) / 1e6:.3g} ms")
-                if progress:
-                    progress.advance(bar)
-        r += 1
-        if progress:
-            progress.update(bar, description=f"{scenario}: round {r}")
-    for tid, w in pairs:
-        handles[tid].drop(key(w))
-    return samples
+    """The harness's loop (timing.interleaved) over every (target, workload) pair of a scenario."""
+    return interleaved(handles, workloads, cfg.loop, label=scenario, full_pass=lambda tid: specs[tid].compile,
+                       progress=progress, log=log)
 
 
 def result(scenario: str, w: Workload, tid: str, xs: list[int], task: str, extra: dict | None = None) -> Result:

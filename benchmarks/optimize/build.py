@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes.artifact import MANIFEST_NAME, read_manifest
 from runtimes.errors import DeployError
+from runtimes.procs import cli_argv
 
 from .candidates import SOURCE, Candidate
 
@@ -43,7 +43,7 @@ def cache_dir(root: Path, src_sha: str, name: str, argv: list[str]) -> Path:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "distilbert_deploy.cli", *args]
+    return cli_argv(*args)
 
 
 def cls_source_argv(src_manifest, out: Path) -> list[str]:

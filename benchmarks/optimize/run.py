@@ -12,6 +12,7 @@ from runtimes.artifact import cache_root, check_replaceable, read_manifest
 from runtimes.errors import ConfigError, DeployError, InputError
 from runtimes.hardware import cpu_class, cpu_info
 
+from ..bench.config import DEFAULT_OPTIMUM_PYTHON
 from ..bench.workloads import SELECT_WORKLOADS, parse_select
 from . import selection
 from .build import Built, build_cls_source, build_one, copy_artifact
@@ -40,7 +41,7 @@ class OptimizeConfig:
     finalists: int = 3  # judged on the full corpus, fastest first
     cls_top: int = 2  # recipes that get a [CLS]-pruned variant (heads that read only [CLS])
     quick: bool = False  # tiny timing counts (tests)
-    optimum_python: Path = Path(".venv-optimum/bin/python")
+    optimum_python: Path = Path(DEFAULT_OPTIMUM_PYTHON)
     command: str = ""
     cpu: dict | None = None  # cpu_info() (tests pass a synthetic one)
 

@@ -7,13 +7,13 @@ process, with no server and no HTTP, in three ways, and the ceiling is the best 
 - `sorted`: all the texts in one call: the pipeline sorts every text by length before it forms batches of the max
   batch size, the least padding any batching can reach (the service's batcher only sees what is queued).
 Each runs until both a minimum time and a minimum call count are reached (never past MAX_FACTOR x the minimum
-time), after an untimed warm-up."""
+time), after an untimed warm-up, in the harness's loop (benchmarks/bench/timing.py)."""
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
+from ..bench.timing import CallHandle, Timing, interleaved
+from ..bench.workloads import Workload
 from .config import ServeBenchConfig
 from .report import Ceiling
 
@@ -23,21 +23,11 @@ MODES = ("chunks", "one-by-one", "sorted")
 
 
 def _timed(call, items: list, min_time_s: float, min_iters: int, warmup: int = WARMUP_CALLS) -> list[float]:
-    """ms per call, cycling over items in order."""
-    for k in range(warmup):
-        call(items[k % len(items)])
-    out: list[float] = []
-    spent, k = 0.0, 0
-    hard = max(MAX_FACTOR * min_time_s, 1.0)
-    while (spent < min_time_s or len(out) < min_iters) and (spent < hard or not out):
-        x = items[k % len(items)]
-        t = time.perf_counter()
-        call(x)
-        dt = time.perf_counter() - t
-        out.append(dt * 1e3)
-        spent += dt
-        k += 1
-    return out
+    """ms per call, cycling over items in order: the harness's loop (bench/timing.py) on one handle."""
+    timing = Timing(warmup=warmup, min_time_s=min_time_s, min_iters=min_iters, calls_per_turn=len(items), rewarm=0,
+                    settle_s=0.0, max_time_s=max(MAX_FACTOR * min_time_s, 1.0))
+    ns = interleaved({"ceiling": CallHandle(call, items)}, [Workload("ceiling", 1, 0)], timing, label="ceiling")
+    return [x / 1e6 for x in ns["ceiling", "ceiling"]]
 
 
 def _rate(texts_per_call: list[int], ms: list[float]) -> float:

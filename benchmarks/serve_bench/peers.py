@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtimes.artifact import read_manifest
+from runtimes import procs
 from runtimes.errors import DeployError
 
 from .config import HOST, MODEL_NAME, ServeBenchConfig
@@ -22,8 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 # the peers that serve each task here (the others answer text-classification only)
 TASK_PEERS = {"text-classification": ("ray-1", "ray-2", "triton", "kserve", "kserve-grpc", "infinity"),
               "feature-extraction": ("infinity",)}
-VENVS = {"ray": (".venv-ray", "make venv-ray"), "triton": (".venv-triton", "make venv-triton"),
-         "kserve": (".venv-kserve", "make venv-kserve"), "infinity": (".venv-infinity", "make venv-infinity")}
+VENVS = ("ray", "triton", "kserve", "infinity")  # runtimes.procs.venv_dir: .venv-NAME, built by make venv-NAME
 INFINITY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                 "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
@@ -56,10 +56,9 @@ class Launch:
 
 
 def venv_bin(kind: str, exe: str = "python") -> Path:
-    name, fix = VENVS[kind]
-    path = REPO / name / "bin" / exe
+    path = procs.venv_bin(kind, exe)
     if not path.is_file():
-        raise PeerError(f"peer '{kind}' needs {name} (no {path.relative_to(REPO)}). Fix: {fix}, or drop it from "
+        raise PeerError(f"peer '{kind}' needs .venv-{kind} (no {path}). Fix: make venv-{kind}, or drop it from "
                         f"--peer / SERVE_BENCH_PEERS")
     return path
 

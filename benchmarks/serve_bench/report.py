@@ -374,10 +374,10 @@ def _peers_section(d: dict) -> list[str]:
                  + f" | {_f(r['ready_s'])} | {_f(r.get('rss_mb'), 0)} |")
     for f in failures:
         L.append(f"| {f['label']} | **failed**: {_cell(f['error'])} |" + " |" * (len(conc) + 1))
-    notes = [f"- **{r['label']}**: " + "; ".join(x for x in (
-        r.get("note"), f"served `{r['served']}`" if r.get("served") else "",
-        f"listened on {', '.join(r['listening'])}" if r.get("listening") else "") if x)
-        for r in runs if r["label"] not in OURS]
+    said = {r["label"]: [x for x in (r.get("note"), f"served `{r['served']}`" if r.get("served") else "",
+                                     f"listened on {', '.join(r['listening'])}" if r.get("listening") else "") if x]
+            for r in runs if r["label"] not in OURS}
+    notes = [f"- **{label}**: " + "; ".join(parts) for label, parts in said.items() if parts]  # older reports: none
     L += [""] + notes if notes else []
     for f in failures:
         L += ["", f"### Peer failure: {f['label']}", "", "```", f["error"].strip(), "```"]

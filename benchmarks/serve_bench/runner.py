@@ -11,8 +11,6 @@ import http.client
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +25,7 @@ import numpy as np
 
 from runtimes.artifact import read_manifest
 from runtimes.errors import ConfigError, DeployError
+from runtimes.procs import ServerProcess, free_port
 
 from . import peers
 from .config import HOST, MODEL_NAME, ServeBenchConfig
@@ -144,12 +143,6 @@ def summarize_step(doc: dict, concurrency: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ the server
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def process_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of a running process (Linux /proc; None elsewhere)."""
     try:
@@ -206,54 +199,32 @@ def _http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return e.code, e.read().decode(errors="replace")
 
 
-class Server:
-    """`distilbert-deploy serve` as a subprocess on 127.0.0.1: started, ready, stopped with SIGTERM (killed only
-    when it does not exit in time). Use as a context manager so it never outlives the run."""
+class Server(ServerProcess):
+    """`distilbert-deploy serve` (or a peer) as a subprocess on 127.0.0.1: started, ready, checked to listen on
+    loopback only, stopped with SIGTERM (killed only when it does not exit in time). Use as a context manager so it
+    never outlives the run."""
 
     def __init__(self, cfg: ServeBenchConfig, max_batch_size: int, log_path: Path, peer: str | None = None,
                  task: str = "text-classification"):
         self.cfg, self.peer = cfg, peer
         self.port = cfg.port if cfg.port and peer is None else free_port()
         self.launch = peers.launch(cfg, peer, max_batch_size, log_path.parent, self.port, free_port(), task)
-        self.url, self.argv, self.command = self.launch.url, self.launch.argv, self.launch.command
-        self.engine, self.model, self.env = self.launch.engine, self.launch.model, self.launch.env
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.ready_s = None
-        self.exit_code: int | None = None
+        self.url, self.engine, self.model = self.launch.url, self.launch.engine, self.launch.model
+        super().__init__(self.launch.argv, log_path, self.url + self.launch.ready_path, command=self.launch.command,
+                         env=self.launch.env, cwd=self.launch.cwd, ready_timeout_s=cfg.ready_timeout_s,
+                         stop_timeout_s=cfg.stop_timeout_s, error=ServeBenchError)
         self.sockets: list = []
 
     def __enter__(self) -> "Server":
-        self.log = open(self.log_path, "wb")
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        started = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.launch.cwd,
-                                     env=env)
+        super().__enter__()
         try:
-            self._wait_ready(started)
             from .netns import private_network
 
             self.sockets = peers.check_loopback(self.engine, process_tree(self.proc.pid), private_network())
         except BaseException:
             self.stop()
             raise
-        self.ready_s = time.monotonic() - started
         return self
-
-    def _wait_ready(self, started: float) -> None:
-        deadline = started + self.cfg.ready_timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServeBenchError(f"the server exited with code {self.proc.returncode} before it was ready: "
-                                      f"`{self.command}`. Its log:\n{self.log_tail()}")
-            try:
-                if _http_get(self.url + self.launch.ready_path, timeout=2)[0] == 200:
-                    return
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.2)
-        raise ServeBenchError(f"the server was not ready after {self.cfg.ready_timeout_s:.0f} s: `{self.command}`. "
-                              f"Its log:\n{self.log_tail()}")
 
     def metrics(self) -> list | None:
         """Our service's /metrics samples; None for a peer (Ray's /metrics is one replica's, Triton has its own)."""
@@ -269,32 +240,6 @@ class Server:
 
     def rss_mb(self) -> float | None:
         return tree_rss_mb(self.proc.pid) if self.proc is not None else None
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> int | None:
-        """SIGTERM and wait for the drain; the exit code (None when it had to be killed)."""
-        if self.proc is None or self.exit_code is not None:
-            return self.exit_code
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(self.cfg.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.log.close()
-                return None
-        self.exit_code = self.proc.returncode
-        self.log.close()
-        return self.exit_code
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # ------------------------------------------------------------------------------------------ paired c=1 latency

@@ -17,14 +17,13 @@ from ..heads import get_head
 from ..registry import runtime_class
 from ..tasks.feature_extraction import pooling_config
 from ..tasks.text_tensors import per_input, text_inputs, texts_of
+from ..triton_config import DATATYPES, PLATFORMS, model_config
 from .batcher import BatchObserver, DynamicBatcher, text_rows
 from .config import NAME, ServeConfig
 from .oip import datatype_of
 
 log = logging.getLogger("distilbert_deploy.serve")
 VERSION = "1"
-PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "torch": "pytorch_libtorch"}
-TYPES = {"int64": "INT64", "float32": "FP32"}
 SERVICE_PARAMETERS = ("binary_data_output", "timeout", "truncation")  # read by the service, not the task layer
 WARMUP_LENGTHS = (8, 16, 32, 64, 128, 256, 512)
 
@@ -144,8 +143,8 @@ class ServedModel:
     # description
     def metadata(self) -> dict:
         return {"name": self.name, "versions": [VERSION], "platform": PLATFORMS.get(self.manifest.backend, "custom"),
-                "inputs": [_tensor_meta(t.name, TYPES[t.dtype], t.dims) for t in self.manifest.inputs],
-                "outputs": [_tensor_meta(t.name, TYPES[t.dtype], t.dims) for t in self.manifest.outputs],
+                "inputs": [_tensor_meta(t.name, DATATYPES[t.dtype], t.dims) for t in self.manifest.inputs],
+                "outputs": [_tensor_meta(t.name, DATATYPES[t.dtype], t.dims) for t in self.manifest.outputs],
                 "parameters": {"task": self.manifest.task, "precision": self.manifest.precision,
                                "text_inputs": [n for n, _ in self.text_inputs], "parity": self.judged,
                                **self._pooling()}}
@@ -155,23 +154,15 @@ class ServedModel:
 
     def triton_config(self) -> dict:
         """Triton's model configuration JSON (max_batch_size > 0: dims exclude the batch axis)."""
-        def dims(t):
-            return _shape(t.dims[1:])
-        text = [{"name": n, "data_type": "TYPE_STRING", "dims": [-1] if n == "choices" else [], "optional": True}
-                for n, _ in self.text_inputs]
-        return {"name": self.name, "platform": PLATFORMS.get(self.manifest.backend, "custom"),
-                "backend": self.manifest.backend, "max_batch_size": self.cfg.max_batch_size,
-                "input": [{"name": t.name, "data_type": "TYPE_" + TYPES[t.dtype], "dims": dims(t), "optional": True}
-                          for t in self.manifest.inputs] + text,
-                "output": [{"name": t.name, "data_type": "TYPE_" + TYPES[t.dtype], "dims": dims(t)}
-                           for t in self.manifest.outputs],
-                "dynamic_batching": {"max_queue_delay_microseconds": int(self.cfg.max_queue_delay_ms * 1000),
-                                     "default_queue_policy": {"max_queue_size": self.cfg.max_queue,
-                                                              "default_timeout_microseconds": int(
-                                                                  self.cfg.timeout_s * 1e6)}},
-                "instance_group": [{"count": self.cfg.instances, "kind": "KIND_CPU"}],
-                "version_policy": {"latest": {"num_versions": 1}},
-                "parameters": {"task": {"string_value": self.manifest.task}}}
+        m, cfg = self.manifest, self.cfg
+        text = [(n, "string", [-1] if n == "choices" else [], True) for n, _ in self.text_inputs]
+        queue = {"max_queue_size": cfg.max_queue, "default_timeout_microseconds": int(cfg.timeout_s * 1e6)}
+        return model_config(self.name, [(t.name, t.dtype, t.dims[1:], True) for t in m.inputs] + text,
+                            [(t.name, t.dtype, t.dims[1:]) for t in m.outputs], max_batch_size=cfg.max_batch_size,
+                            platform=PLATFORMS.get(m.backend, "custom"), backend=m.backend, instances=cfg.instances,
+                            dynamic_batching={"max_queue_delay_microseconds": int(cfg.max_queue_delay_ms * 1000),
+                                              "default_queue_policy": queue},
+                            parameters={"task": m.task}, version_policy={"latest": {"num_versions": 1}})
 
     # requests -> rows
     def pipeline(self, truncation: bool):
@@ -189,7 +180,7 @@ class ServedModel:
         for name, spec in specs.items():
             a = tensors[name]
             if a.dtype != np.dtype(spec.dtype):
-                raise InputError(f"input '{name}' is {datatype_of(a)}; expected {TYPES[spec.dtype]}")
+                raise InputError(f"input '{name}' is {datatype_of(a)}; expected {DATATYPES[spec.dtype]}")
             if a.ndim != len(spec.dims):
                 raise InputError(f"input '{name}' has shape {list(a.shape)}; expected {len(spec.dims)} axes "
                                  f"({', '.join(map(str, spec.dims))})")
@@ -260,12 +251,8 @@ class ServedModel:
 
 
 def _tensor_meta(name: str, datatype: str, dims) -> dict:
-    return {"name": name, "datatype": datatype, "shape": _shape(dims)}
-
-
-def _shape(dims) -> list[int]:
-    """Manifest dims (axis names for dynamic axes) as OIP/Triton shapes (-1 for dynamic)."""
-    return [d if isinstance(d, int) else -1 for d in dims]
+    """Manifest dims (axis names for dynamic axes) as an OIP shape (-1 for dynamic)."""
+    return {"name": name, "datatype": datatype, "shape": [d if isinstance(d, int) else -1 for d in dims]}
 
 
 def api_key(cfg: ServeConfig) -> str | None:

@@ -1,0 +1,121 @@
+"""The one timing loop of every benchmark here: the bench's scenarios (core.measure), the INT8 floor
+(benchmarks/int8_floor.py) and the service bench's in-process ceiling (serve_bench/ceiling.py).
+
+Warm-up, then rounds over every (handle, workload) pair, the order rotated each round, until each pair has
+>= min_time_s of timed calls and >= min_iters calls (a real-text workload: whole passes over its requests), or
+max_time_s when one is set. A handle runs n timed calls of a workload's feeds and returns their ns: the bench's
+launchers (in-process or a subprocess worker) or CallHandle, any Python callable over a list of items."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from .workloads import Workload
+
+REWARM_BELOW_S = 0.02  # longer calls: a thread pool's wake-up (ms) is noise, and a re-warm call would double the cost
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup: int = 3  # untimed calls per pair before any is timed
+    min_time_s: float = 1.0  # per pair: measure until both this much time ...
+    min_iters: int = 10  # ... and this many calls
+    round_time_s: float = 0.1  # one pair's share of a round (interleaving granularity) ...
+    calls_per_turn: int | None = None  # ... or a fixed number of calls a turn
+    rewarm: int = 1  # untimed calls at the start of each turn (thread pools slept meanwhile)
+    settle_s: float = 0.05  # idle gap before a turn that follows another handle's: its thread pools park first
+    max_time_s: float | None = None  # a pair stops once it has this much (and >= 1 call), even below min_iters
+
+
+class CallHandle:
+    """A handle over a plain callable: each call takes the next of `items`, in order, cycling."""
+
+    def __init__(self, call: Callable, items: list):
+        self.call, self.items, self.k = call, list(items), 0
+
+    def set_workload(self, w: Workload) -> None:
+        self.k = 0
+
+    def run(self, key: str, n: int, rewarm: int = 0) -> list[int]:
+        for _ in range(rewarm if n else 0):
+            self.call(self.items[self.k % len(self.items)])
+        out = []
+        for _ in range(n):
+            item = self.items[self.k % len(self.items)]
+            t = time.perf_counter_ns()
+            self.call(item)
+            out.append(time.perf_counter_ns() - t)
+            self.k += 1
+        return out
+
+    def reset(self, key: str) -> None:
+        self.k = 0
+
+    def drop(self, key: str) -> None:
+        pass
+
+
+def interleaved(handles: dict, workloads: list[Workload], timing: Timing, *, label: str = "timing",
+                full_pass: Callable[[str], bool] = lambda tid: False, progress=None,
+                log=None) -> dict[tuple[str, str], list[int]]:
+    """{(handle id, workload key): timed ns} for every pair. full_pass(tid): warm a real-text workload over one
+    whole pass even with warmup 0 (torch.compile graphs, static bucket models)."""
+    pairs = [(tid, w) for w in workloads for tid in handles]
+    key = lambda w: f"{label}:{w.key}"
+    bar = progress.add_task(f"{label}: warm-up", total=len(pairs)) if progress else None
+    chunk, samples, rewarm = {}, {}, {}
+    for tid, w in pairs:
+        h = handles[tid]
+        h.set_workload(replace(w, key=key(w)))
+        warm = timing.warmup
+        if w.requests and (timing.warmup or full_pass(tid)):
+            # one whole pass: every distinct shape seen before timing (torch.compile graphs, OpenVINO's static
+            # bucket models, ORT's arena), as a service's warm-up does
+            warm = max(warm, w.calls)
+        per_call = 0.0
+        if warm or not timing.calls_per_turn:  # one call at least, to size the turns
+            per_call = statistics.median(h.run(key(w), max(warm, 1))) / 1e9
+        h.reset(key(w))
+        chunk[tid, w.key] = timing.calls_per_turn or int(min(1000, max(1, timing.round_time_s / max(per_call, 1e-6))))
+        rewarm[tid, w.key] = timing.rewarm if per_call < REWARM_BELOW_S else 0
+        samples[tid, w.key] = []
+    if progress:
+        progress.update(bar, description=f"{label}: measuring")
+    min_ns = timing.min_time_s * 1e9
+    max_ns = timing.max_time_s * 1e9 if timing.max_time_s is not None else None
+
+    def enough(xs: list[int]) -> bool:
+        return (len(xs) >= timing.min_iters and sum(xs) >= min_ns) or (max_ns is not None and xs and sum(xs) >= max_ns)
+
+    done: set = set()
+    r = 0
+    last = None  # the handle whose turn ran last
+    while len(done) < len(pairs):
+        order = pairs[r % len(pairs):] + pairs[:r % len(pairs)]
+        for tid, w in order:
+            if (tid, w.key) in done:
+                continue
+            xs = samples[tid, w.key]
+            n = chunk[tid, w.key]
+            if w.requests:
+                left = -len(xs) % w.calls
+                n = left if enough(xs) else min(n, left or w.calls)  # finish the pass, then stop
+            if n:
+                if last is not None and last != tid and timing.settle_s:
+                    time.sleep(timing.settle_s)
+                xs += handles[tid].run(key(w), n, rewarm[tid, w.key])
+                last = tid
+            if enough(xs) and (not w.requests or len(xs) % w.calls == 0):
+                done.add((tid, w.key))
+                if log:
+                    log(f"  {label} {w.key} {tid}: n={len(xs)}, p50 {statistics.median(xs) / 1e6:.3g} ms")
+                if progress:
+                    progress.advance(bar)
+        r += 1
+        if progress:
+            progress.update(bar, description=f"{label}: round {r}")
+    for tid, w in pairs:
+        handles[tid].drop(key(w))
+    return samples

@@ -12,7 +12,10 @@ to one folder. Method and the device-tool command line: docs/gpu-check.md.
 
 The lent machine's image has torch with CUDA, onnx and CPU onnxruntime, and no TensorRT, no onnxruntime-gpu and no
 network: TensorRT tests skip there with their reason, the ONNX Runtime CUDA-provider test is deselected and named
-in the summary, and nothing is ever reported as passed that did not run."""
+in the summary, and nothing is ever reported as passed that did not run.
+
+One file on purpose (about 560 lines): it is carried to a bare GPU host and run there as one prepared script, so
+each step (prepare, unpack, deps, run, summary) imports only what that host has when the step starts."""
 from __future__ import annotations
 
 import argparse
@@ -346,7 +349,10 @@ def step_serve(step: Step, out: Path, work: Path, env: dict, art: Path) -> dict:
     """The serve-bench harness's Server (subprocess, readiness, SIGTERM drain) with --device cuda, and its
     keep-alive client, in closed-loop threads bounded in time and in requests."""
     from benchmarks.serve_bench.config import ServeBenchConfig
-    from benchmarks.serve_bench.runner import Server, _Client, heldout_texts, server_delta
+    from benchmarks.serve_bench.paired import _Client
+    from benchmarks.serve_bench.parsing import server_delta
+    from benchmarks.serve_bench.runner import heldout_texts
+    from benchmarks.serve_bench.server import Server
 
     import numpy as np
 

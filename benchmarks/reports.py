@@ -15,10 +15,10 @@ from runtimes.errors import DeployError
 
 # (glob under docs/, "module:function" rendering the JSON document as the report's Markdown, beside it as X.md)
 REPORTS = (
-    (("bench/bench.json", "demo/bench.json"), "benchmarks.bench.report:to_markdown"),
+    (("bench/bench.json", "demo/bench.json"), "benchmarks.bench.render:to_markdown"),
     (("demo/selection.json", "optimize/*.json"), "benchmarks.optimize.report:to_markdown"),
     (("serve-bench/realsize.json",), "benchmarks.serve_bench.realsize:to_markdown"),
-    (("serve-bench/*.json", "serve-bench/*/serve-bench.json"), "benchmarks.serve_bench.report:to_markdown"),
+    (("serve-bench/*.json", "serve-bench/*/serve-bench.json"), "benchmarks.serve_bench.render:to_markdown"),
     (("matrix/matrix.json",), "benchmarks.artifact_matrix:render"),
     (("matrix/parity-*.json",), "benchmarks.parity.report:to_markdown"),
     (("int8-floor/int8-floor.json", "int8-floor/run*/int8-floor.json"), "benchmarks.int8_floor:render"),
@@ -74,7 +74,7 @@ def _table_under(markdown: str, heading: str, keep) -> list[str]:
 
 def bench_latency(doc: dict) -> list[str]:
     """The reference bench's latency table at 1x128 (docs/bench.md)."""
-    from benchmarks.bench.report import SCENARIO_TITLES, to_markdown
+    from benchmarks.bench.render import SCENARIO_TITLES, to_markdown
 
     return _table_under(to_markdown(doc), SCENARIO_TITLES["latency"], lambda row: "| bs1xs128 |" in row)
 

@@ -117,7 +117,7 @@ def cmd_run(a) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from benchmarks.bench.core import run_bench
-    from benchmarks.bench.report import write_all
+    from benchmarks.bench.render import write_all
 
     cfg = config_from_args(a)
     console = Console(stderr=True)
@@ -130,7 +130,7 @@ def cmd_run(a) -> int:
             rep = run_bench(cfg, progress, lambda msg: progress.console.print(f"[dim]{msg}[/dim]"))
     d = rep.to_dict()
     paths = write_all(d, cfg.out, cfg.name)
-    from benchmarks.bench.report import to_markdown
+    from benchmarks.bench.render import to_markdown
 
     print(to_markdown(d))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -138,7 +138,7 @@ def cmd_run(a) -> int:
 
 
 def cmd_render(a) -> int:
-    from benchmarks.bench.report import render
+    from benchmarks.bench.render import render
 
     paths = render(a.report, a.out)
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from runtimes.errors import ConfigError, InputError, run_main
 
+from .quantize_cli import add_parser as add_quantize_parser
+from .serve_cli import add_parser as add_serve_parser
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -79,35 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-manifest", action="store_true", help="do not write the verdict into the manifests")
     q.set_defaults(run=cmd_parity)
 
-    from quantization.config import CALIBRATE_METHODS, DEFAULTS as QD, NNCF_SCHEMES  # defaults once, in QuantizeConfig
-
-    z = sub.add_parser("quantize", help="optimized / fp16 / INT8 artifact from an fp32 artifact (a new artifact)")
-    z.add_argument("artifact", type=Path, help="source artifact (onnxruntime fp32)")
-    z.add_argument("--out", type=Path, help="new artifact directory (default: beside the source, BACKEND-METHOD, "
-                                            "-TARGET when --target is given)")
-    z.add_argument("--backend", default=QD["backend"], help="onnxruntime, openvino (NNCF) or inc (Intel Neural "
-                                                            "Compressor, in its own .venv-inc: make venv-inc)")
-    z.add_argument("--method", default=QD["method"], help="onnxruntime: optimize, fp16, dynamic (default), static; "
-                                                          "openvino and inc: int8 (default), int8-accuracy")
-    z.add_argument("--target", help=f"hardware preset (default: {QD['target']}). auto: picked from this CPU's flags, "
-                                    "recorded in the manifest with why (see `distilbert-deploy env`). onnxruntime: "
-                                    "avx512-vnni, avx2, arm64, tensorrt, cuda (fp16); openvino: cpu-f32, avx512-bf16; "
-                                    "inc: none")
-    z.add_argument("--calibration-size", type=int, default=QD["calibration_size"],
-                   help="static: train tweets to calibrate on")
-    z.add_argument("--calibrate-method", default=QD["calibrate_method"], choices=CALIBRATE_METHODS)
-    z.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
-    z.add_argument("--max-accuracy-drop", type=float, default=QD["max_accuracy_drop"],
-                   help="fraction (0.01 = 1 point); enforced by onnxruntime dynamic/static and the int8-accuracy methods")
-    z.add_argument("--keep-fp32", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()),
-                   default=QD["keep_fp32"],
-                   metavar="NODE,...", help="onnxruntime dynamic/static: keep these encoder nodes fp32 and skip the "
-                                            "accuracy search (names from a manifest's recipe.fp32_nodes); the bound "
-                                            "is still checked")
-    z.add_argument("--nncf-scheme", default=QD["nncf_scheme"], choices=NNCF_SCHEMES,
-                   help="openvino: NNCF's model_type TRANSFORMER (default) or nncf.quantize's own defaults (the task "
-                        "head stays fp32 in both)")
-    z.set_defaults(run=cmd_quantize)
+    add_quantize_parser(sub)
 
     g = sub.add_parser("docs", help="re-render docs/' reference reports and their tables from the JSON they come from",
                        description="Exit 0: every generated Markdown file is a fresh render (written where it was "
@@ -173,56 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--onnx-tensorrt", action="store_true", help="ONNX on GPU: ORT's TensorRT accelerator, fp16")
     x.set_defaults(run=cmd_export_triton)
 
-    s = sub.add_parser("serve", help="serve artifacts over OIP v2 REST (Triton/KServe clients) and a task endpoint",
-                       description="Serve verified artifacts: OIP v2 REST (/v2/...) and gRPC (--grpc-port), the "
-                                   "pipeline-style task endpoint (/v1/models/NAME/predict), OpenAI embeddings "
-                                   "(/v1/embeddings) and Prometheus /metrics, with dynamic batching. "
-                                   "Exit 0 after a graceful drain (SIGTERM/SIGINT); 2 on a bad or refused artifact.")
-    s.add_argument("artifact", type=Path, nargs="*", help="artifact directories; each is a model named by its directory")
-    s.add_argument("--name", action="append", default=[], help="model name for each artifact, in order (repeatable)")
-    s.add_argument("--repository", type=Path, help="also serve every DIR/<model name>/ artifact (a model repository)")
-    from runtimes.serving.config import DEFAULTS as SD  # defaults defined once, in ServeConfig
-
-    s.add_argument("--host", default=SD["host"], help="bind address of HTTP and gRPC (default: loopback only)")
-    s.add_argument("--port", type=int, default=SD["port"])
-    s.add_argument("--grpc-port", type=int, default=SD["grpc_port"],
-                   help="also serve OIP v2 over gRPC (inference.GRPCInferenceService, tritonclient.grpc) on this port")
-    s.add_argument("--max-batch-size", type=int, default=SD["max_batch_size"],
-                   help="rows per batch (texts, QA windows, raw rows)")
-    s.add_argument("--max-batch-tokens", type=int, default=SD["max_batch_tokens"],
-                   help="padded tokens (rows x longest row) per batch (TEI's token budget); default: no budget")
-    s.add_argument("--max-queue-delay-ms", type=float, default=SD["max_queue_delay_ms"],
-                   help="how long the oldest queued row waits for its batch to fill")
-    s.add_argument("--max-padding", type=float, default=SD["max_padding"],
-                   help="padding a batch may add, as a fraction of its tokens (rows of other lengths wait for their "
-                        "own batch); 1 = any")
-    s.add_argument("--max-queue", type=int, default=SD["max_queue"],
-                   help="rows queued per model; beyond it: 503 + Retry-After (gRPC: RESOURCE_EXHAUSTED)")
-    s.add_argument("--instances", type=int, default=SD["instances"],
-                   help="runtime instances per model, one worker thread each")
-    s.add_argument("--threads", type=int, default=SD["threads"], help="intra-op threads per instance (default: the backend's)")
-    s.add_argument("--tokenizer-threads", type=int, default=SD["tokenizer_threads"],
-                   help="threads that parse, tokenize and finish requests off the event loop (default: min(4, CPUs))")
-    s.add_argument("--device", default=SD["device"], choices=["cpu", "cuda"], help="cuda: TensorRT engines, ORT's CUDA provider")
-    s.add_argument("--cuda-graphs", action="store_true", help="tensorrt: capture and replay one CUDA graph per shape")
-    s.add_argument("--no-spin", dest="spin", action="store_const", const=False,
-                   help="onnxruntime: intra-op threads sleep between operators instead of spin-waiting (leaves the "
-                        "cores to the event loop under load; costs single-request latency)")
-    s.add_argument("--timeout-s", type=float, default=SD["timeout_s"], help="a request's deadline; past it: 504")
-    s.add_argument("--drain-timeout-s", type=float, default=SD["drain_timeout_s"], help="how long a drain may take on SIGTERM")
-    s.add_argument("--max-body-bytes", type=int, default=SD["max_body_bytes"], help="larger bodies get 413")
-    s.add_argument("--max-request-items", type=int, default=SD["max_request_items"], help="texts per request; more get 413")
-    s.add_argument("--api-key-env", metavar="VAR", help="require the key in this environment variable "
-                                                        "(Authorization: Bearer KEY; gRPC: the same metadata); "
-                                                        "health stays open")
-    s.add_argument("--allow-unjudged", action="store_true",
-                   help="serve artifacts with no parity verdict (with a warning); failed ones are always refused")
-    s.add_argument("--engine", default="uvicorn", choices=["uvicorn", "ray"],
-                   help="ray: the same app as a Ray Serve deployment (extra `ray`; in this repo .venv-ray)")
-    s.add_argument("--replicas", type=int, default=1, help="ray: replicas, each loading and verifying the artifacts")
-    s.add_argument("--autoscale", metavar="MIN:MAX", help="ray: autoscale between MIN and MAX replicas")
-    s.add_argument("--ray-address", help="ray: join this cluster (e.g. auto, or HEAD:6379) instead of starting one")
-    s.set_defaults(run=cmd_serve)
+    add_serve_parser(sub)
 
     from .bench_cli import add_parsers as add_bench_parsers  # `bench` (run/render/compare), `compare`
 
@@ -359,40 +285,6 @@ def cmd_parity(args) -> int:
     return run(args)
 
 
-def quantize_config(args):
-    """The QuantizeConfig of `quantize`'s arguments; --out defaults to SRC's sibling BACKEND-METHOD[-TARGET], named
-    after the method the backend resolves to."""
-    from quantization.config import DEFAULT_METHOD, QuantizeConfig
-
-    given = {k: getattr(args, k) for k in ("backend", "method", "calibration_size", "calibrate_method", "per_channel",
-                                           "max_accuracy_drop", "keep_fp32", "nncf_scheme")}
-    if args.target is not None:
-        given["target"] = args.target
-    out = args.out
-    if out is None:
-        method = args.method or DEFAULT_METHOD.get(args.backend, "")
-        out = Path(args.artifact).parent / (f"{args.backend}-{method}" + (f"-{args.target}" if args.target else ""))
-    return QuantizeConfig(artifact=args.artifact, out=out, **given)
-
-
-def cmd_quantize(args) -> None:
-    from quantization.api import quantize
-    from quantization.config import QuantizeConfig
-
-    cfg = quantize_config(args)
-    m = quantize(cfg)
-    sizes, choice = m.recipe.get("size_bytes", {}), cfg.target_choice
-    print(f"wrote {m.backend} {m.precision} artifact ({m.recipe.get('method')}, target {choice['picked'] or 'none'}) "
-          f"for {m.task} to {cfg.out}")
-    if choice["requested"] == "auto" and choice["picked"]:
-        print(f"--target auto picked {choice['picked']}: {choice['why']}")
-    if fusions := m.recipe.get("fusions"):
-        print("fusions: " + ", ".join(f"{k} x{v}" for k, v in fusions.items()))
-    if sizes:
-        print("size on disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
-    print(f"next: distilbert-deploy parity {cfg.out}")
-
-
 def cmd_docs(args) -> int | None:
     from benchmarks.reports import check, write
 
@@ -426,36 +318,6 @@ def cmd_demo(args) -> None:
     from .demo import run
 
     run(args.model, args.artifacts, args.reports, args.budget_s)
-
-
-def cmd_serve(args) -> int:
-    import logging
-
-    import importlib.util
-
-    from runtimes.errors import BackendUnavailable
-
-    if missing := [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]:
-        raise BackendUnavailable("serve", missing=missing, hint="pip install 'distilbert-deploy[serve]' (in this repo: "
-                                                                 "make venv EXTRAS=...,serve)")
-    from runtimes.serving.config import DEFAULTS, ServeConfig
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = ServeConfig(artifacts=tuple(args.artifact), names=tuple(args.name), repository=args.repository,
-                      **{k: getattr(args, k) for k in DEFAULTS if k not in ("artifacts", "names", "repository",
-                                                                            "warmup")})
-    if args.engine == "ray":
-        if importlib.util.find_spec("ray") is None:
-            raise BackendUnavailable("ray", missing=["ray"], hint="pip install 'distilbert-deploy[ray]' (in this repo: "
-                                                                 "make venv-ray, then .venv-ray/bin/distilbert-deploy)")
-        from runtimes.serving.ray_serve import run
-
-        return run(cfg, args.replicas, args.autoscale, args.ray_address)
-    if args.replicas != 1 or args.autoscale or args.ray_address:
-        raise InputError("--replicas, --autoscale and --ray-address are Ray Serve options. Fix: add --engine ray")
-    from runtimes.serving.server import serve
-
-    return serve(cfg)
 
 
 def cmd_export_openvino(args) -> None:

@@ -74,7 +74,7 @@ def config_from_args(a) -> ServeBenchConfig:
 
 def cmd_run(a) -> int:
     from benchmarks.serve_bench.netns import into_private_network, private_network
-    from benchmarks.serve_bench.report import to_markdown, write_all
+    from benchmarks.serve_bench.render import to_markdown, write_all
     from benchmarks.serve_bench.runner import run_serve_bench
 
     cfg = config_from_args(a)
@@ -86,7 +86,7 @@ def cmd_run(a) -> int:
     print(to_markdown(d))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if rep.failures:  # written first: the report shows them as rows; the exit status says it too
-        from benchmarks.serve_bench.runner import ServeBenchError
+        from benchmarks.serve_bench.config import ServeBenchError
 
         raise ServeBenchError(f"{len(rep.failures)} peer(s) asked for could not be measured: "
                               + "; ".join(f"{f.label}: {f.error.splitlines()[0][:300]}" for f in rep.failures)
@@ -109,7 +109,7 @@ def cmd_realsize(a) -> int:
     print(to_markdown(d))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if d["failures"]:
-        from benchmarks.serve_bench.runner import ServeBenchError
+        from benchmarks.serve_bench.config import ServeBenchError
 
         raise ServeBenchError("real-size case: " + "; ".join(f"{f['label']} could not be measured" for f in
                                                               d["failures"]) + f" (see {paths['md']})")
@@ -117,7 +117,7 @@ def cmd_realsize(a) -> int:
 
 
 def cmd_render(a) -> int:
-    from benchmarks.serve_bench.report import render
+    from benchmarks.serve_bench.render import render
 
     paths = render(a.report, a.out)
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -10,6 +10,19 @@ from .heads import get_head
 ALLOWED = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
 
 
+def checked_dtype(torch, device: str, precision: str):
+    """The torch dtype that runs `precision` on `device`; ConfigError for a pair torch does not run here,
+    BackendUnavailable for CUDA without a GPU. The runtime and the bench's PyTorch baselines share it."""
+    if precision not in ALLOWED.get(device, ()):
+        raise ConfigError(f"torch on {device} runs {', '.join(ALLOWED.get(device, ()))}; '{precision}' was asked "
+                          f"for. Fix: use --precision {ALLOWED['cpu'][-1]} or --device cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("torch", missing=["cuda"], detail="torch.cuda.is_available() is False",
+                                 hint="run on a machine with an NVIDIA GPU and a CUDA build of torch "
+                                      "(make venv TORCH_CONSTRAINTS=constraints/gpu.txt)")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 class TorchRuntime(Runtime):
     backend = "torch"
 
@@ -18,17 +31,10 @@ class TorchRuntime(Runtime):
         import transformers
 
         device, precision = self.options.device, self.options.precision or "fp32"
-        if precision not in ALLOWED[device]:
-            raise ConfigError(f"torch on {device} runs {', '.join(ALLOWED[device])}; '{precision}' was asked for. "
-                              f"Fix: use --precision {ALLOWED[device][-1]} or --device cuda")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("torch", missing=["cuda"], detail="torch.cuda.is_available() is False",
-                                     hint="run on a machine with an NVIDIA GPU and a CUDA build of torch "
-                                          "(make venv TORCH_CONSTRAINTS=constraints/gpu.txt)")
+        self.dtype = checked_dtype(torch, device, precision)
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
         self.torch = torch
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # per-weight loading bars: noise in a service's log

@@ -303,7 +303,8 @@ def test_quick_bench_end_to_end(tiny_text_artifact, tmp_path):
     assert {r.padding for r in rep.results if r.scenario == "realtext"} == {"dynamic", "bucket", "fixed"}
     for r in rep.results:
         assert len(r.samples_ns) == r.stats.n >= (1 if r.scenario == "coldstart" else 3)
-    from benchmarks.bench.report import ratios, to_markdown
+    from benchmarks.bench.render import to_markdown
+    from benchmarks.bench.report import ratios
 
     rat = ratios(d)
     assert rat["latency", "bs1xs32", "torch-eager-fp32"] == 1.0 and rat["latency", "bs1xs32", "onnxruntime-fp32"] > 0
@@ -411,8 +412,8 @@ def test_the_realtext_speedup_is_a_speed_target_judged_in_the_report():
     included, below it not met; baselines and peers are not judged; a QUICK run or another workload gives the ratio
     unjudged; the verdicts are in the JSON and in the Markdown (also re-rendered from a report without them)."""
     from benchmarks.bench.config import BenchConfig
-    from benchmarks.bench.report import (REALTEXT_SPEEDUP_MIN, REALTEXT_WORKLOAD, judged_speed_targets,
-                                         speed_targets_section, to_markdown)
+    from benchmarks.bench.render import speed_targets_section, to_markdown
+    from benchmarks.bench.report import REALTEXT_SPEEDUP_MIN, REALTEXT_WORKLOAD, judged_speed_targets
 
     assert REALTEXT_SPEEDUP_MIN == 3.0  # the number the unit test used to assert: now the benchmark's target
     assert {k: getattr(BenchConfig((Path("a"),)), k) for k in REALTEXT_WORKLOAD} == REALTEXT_WORKLOAD  # `make bench`

@@ -154,7 +154,8 @@ def test_make_quantize_passes_only_what_was_given_and_the_cli_defaults_come_from
     BACKEND-METHOD[-TARGET] (the names the Makefile used to build itself)."""
     import subprocess
 
-    from distilbert_deploy.cli import build_parser, quantize_config
+    from distilbert_deploy.cli import build_parser
+    from distilbert_deploy.quantize_cli import quantize_config
 
     def line(*var):
         r = subprocess.run(["make", "-n", "quantize", "MODEL=tiny", *var], capture_output=True, text=True, check=True)

@@ -23,7 +23,8 @@ def tiny_classifier(tmp_path_factory):
 
 
 def test_infinity_peer_classifies_on_loopback_only(tiny_classifier, tmp_path):
-    from benchmarks.serve_bench.runner import Server, run_step
+    from benchmarks.serve_bench.runner import run_step
+    from benchmarks.serve_bench.server import Server
 
     cfg = quick(ServeBenchConfig(artifact=tiny_classifier, concurrency=(2,), ready_timeout_s=180), duration_s=1.0)
     with Server(cfg, 16, tmp_path / "server.log", "infinity") as server:

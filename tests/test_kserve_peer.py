@@ -27,7 +27,8 @@ def test_kserve_peer_serves_rest_and_grpc_on_loopback_only(tiny_classifier, tmp_
     import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    from benchmarks.serve_bench.runner import Server, run_step
+    from benchmarks.serve_bench.runner import run_step
+    from benchmarks.serve_bench.server import Server
 
     cfg = quick(ServeBenchConfig(artifact=tiny_classifier, concurrency=(2,), ready_timeout_s=120), duration_s=1.0)
     with Server(cfg, 16, tmp_path / "server.log", "kserve-grpc") as server:

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.serve_bench.config import ServeBenchConfig
+from benchmarks.serve_bench.render import to_markdown
 from benchmarks.serve_bench.report import (BATCHING, NO_BATCHING, ReportError, ServeBenchReport, judge, load_report,
-                                           paired_stats, to_markdown)
-from benchmarks.serve_bench.runner import (ServeBenchError, parse_locust_csv, parse_prometheus, server_delta,
-                                           summarize_step)
+                                           paired_stats)
+from benchmarks.serve_bench.config import ServeBenchError
+from benchmarks.serve_bench.parsing import parse_locust_csv, parse_prometheus, server_delta, summarize_step
 from runtimes.errors import ConfigError
 from runtimes.hardware import cpu_info, isa
 

@@ -1,7 +1,9 @@
 """One benchmark run: targets (artifacts through runtimes.registry, PyTorch baselines, peers) x scenarios
 (what is measured), each target behind a launcher (in-process or its own subprocess). Every scenario's
-(target, workload) pairs are measured in interleaved rounds, so drift hits all alike, and ratios come from
-this one run."""
+(target, workload) pairs are measured in interleaved rounds (timing.py), so drift hits all alike, and ratios
+come from this one run. About 430 lines: planning the targets, building each scenario's workloads and assembling
+the report are one run's three steps, kept beside each other; the loop, the runners and the peers are their own
+modules."""
 from __future__ import annotations
 
 import datetime as _dt

@@ -9,7 +9,7 @@ from pathlib import Path
 from runtimes.artifact import (copy_side_files, derived_manifest, finalize, library_versions, load_artifact,
                                staging_dir)
 
-from ..bench.runners import peer_cache
+from ..bench.peers import peer_cache
 
 
 def peer_models(src: Path, bench: dict) -> dict[str, tuple[str, list[Path], dict]]:

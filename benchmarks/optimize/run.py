@@ -145,7 +145,7 @@ def time_targets(cfg: OptimizeConfig, paths: dict[str, Path], report_dir: Path, 
     """One bench run (scenario select): every path, the peers and baselines interleaved. Returns the report dict."""
     from benchmarks.bench.config import BenchConfig, quick
     from benchmarks.bench.core import run_bench
-    from benchmarks.bench.report import write_all
+    from benchmarks.bench.render import write_all
 
     bc = BenchConfig(artifacts=tuple(paths.values()), baselines=tuple(baselines), peers=tuple(peers),
                      scenarios=("select",), select_workloads=tuple(workloads), min_time_s=min_time_s,

@@ -3,7 +3,7 @@ process, with no server and no HTTP, in three ways, and the ceiling is the best 
 - `chunks`: calls of the service's max batch of texts, in corpus order (the pipeline sorts each call's texts by
   length and pads each batch to its longest, as the service's batcher pads each batch);
 - `one-by-one`: one text per call (no padding at all; its p50 is reported for reference: the c=1 latency target
-  is judged on runner.measure_paired, which times in-process and HTTP calls side by side);
+  is judged on paired.measure_paired, which times in-process and HTTP calls side by side);
 - `sorted`: all the texts in one call: the pipeline sorts every text by length before it forms batches of the max
   batch size, the least padding any batching can reach (the service's batcher only sees what is queued).
 Each runs until both a minimum time and a minimum call count are reached (never past MAX_FACTOR x the minimum

@@ -4,7 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtimes.errors import ConfigError
+from runtimes.errors import ConfigError, DeployError
+
+
+class ServeBenchError(DeployError):
+    """The benchmark could not measure: the server did not start or become ready, or the load tool failed."""
 
 HOST = "127.0.0.1"  # the only address the benchmark ever talks to
 MODEL_NAME = "bench"  # the name the served model gets (--name)
@@ -34,7 +38,7 @@ class ServeBenchConfig:
     ceiling_min_time_s: float = 4.0  # in-process: each measurement runs until this much time ...
     ceiling_min_iters: int = 20  # ... and this many calls
     ceiling_threads: int | None = None  # in-process intra-op threads; None: the same as the service's --threads
-    # the paired c=1 latency (runner.measure_paired): in-process and HTTP calls interleaved while the batching server
+    # the paired c=1 latency (paired.measure_paired): in-process and HTTP calls interleaved while the batching server
     # is up; untimed warm-up pairs, then pairs until either bound is reached
     paired_warmup_pairs: int = 20
     paired_max_pairs: int = 400  # the count bound

@@ -18,7 +18,7 @@ def into_private_network() -> None:
     import os
     import shutil
 
-    from .runner import ServeBenchError
+    from .config import ServeBenchError
 
     if os.environ.get("SERVE_BENCH_NETNS"):  # already re-run once: never loop
         raise ServeBenchError("still not in a private network namespace after `unshare -n`")

@@ -165,7 +165,8 @@ def run_realsize(cfg: RealSizeConfig, log: Callable[[str], None] = print) -> dic
 
 def _served(cfg: RealSizeConfig, texts: dict, rows: dict, log) -> tuple[dict, list]:
     """Our service and each peer at c=1, one server per engine, one locust step per token count, into rows."""
-    from .runner import Server, run_step
+    from .runner import run_step
+    from .server import Server
 
     scfg = ServeBenchConfig(artifact=cfg.artifact, concurrency=(1,), batch_size=cfg.batch_size,
                             warmup_s=cfg.warmup_s, duration_s=cfg.duration_s, max_requests=cfg.max_requests)

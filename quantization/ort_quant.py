@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+from exporters.edge_bundle import README, write_ort_format, write_readme
 from runtimes.artifact import (Artifact, Manifest, copy_side_files, derived_manifest, finalize, library_versions,
                                load_artifact, staging_dir)
 from runtimes.errors import ConfigError, QuantizationError
@@ -18,7 +19,6 @@ from runtimes.heads import get_head
 from runtimes.progress import step
 
 from .config import QuantizeConfig
-from .edge_bundle import README, write_ort_format, write_readme
 from .presets import Preset, get_preset
 
 VERSIONED = ("onnx", "onnxruntime", "transformers")

@@ -133,7 +133,7 @@ def _damaged(src: Path, dst: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from quantization.edge_bundle import write_ort_format
+    from exporters.edge_bundle import write_ort_format
     from runtimes.artifact import finalize, read_manifest
 
     shutil.copytree(src, dst)

@@ -110,7 +110,7 @@ def test_bad_requests_for_a_repository_are_clear(tiny_artifacts, tmp_path):
 @pytest.fixture(scope="module")
 def triton(runtime_of, tmp_path_factory):
     """The --python-runtime repository of the scaled tiny models (every task), served by the bundled tritonserver."""
-    from benchmarks.triton_server import tritonserver
+    from exporters.triton_server import tritonserver
 
     paths = {task: runtime_of(task, "onnxruntime").artifact.path for task in TASKS}
     root = tmp_path_factory.mktemp("triton")

@@ -103,7 +103,7 @@ def ray(cfg: ServeBenchConfig, replicas: int, max_batch_size: int, port: int) ->
 def triton(cfg: ServeBenchConfig, max_batch_size: int, workdir: Path, port: int, grpc_port: int) -> Launch:
     from exporters.triton_repo import TritonExportConfig, export_triton
 
-    from ..triton_server import server_command
+    from exporters.triton_server import server_command
 
     venv_bin("triton")
     repo = workdir / "repository"

@@ -81,7 +81,7 @@ def tritonserver(repository: Path, workdir: Path, *, venv: Path = DEFAULT_VENV, 
                "pid": server.proc.pid, "start_s": round(server.ready_s, 2)}
 
 
-if __name__ == "__main__":  # python -m benchmarks.triton_server REPO: serve until Ctrl-C
+if __name__ == "__main__":  # python -m exporters.triton_server REPO: serve until Ctrl-C
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp, tritonserver(Path(sys.argv[1]).absolute(), Path(tmp)) as server:

@@ -2,7 +2,7 @@
 
 Training it (8,000 tweets encoded by the frozen encoder, then 10 epochs on their [CLS] features) took 320 s on a
 2-core AVX2 machine, the largest cost of a fresh `make demo`; the head itself is pre_classifier (384x384) and
-classifier (3x384), 0.6 MB. `python -m exporters.default_head` retrains it (exporters.models) and rewrites
+classifier (3x384), 0.6 MB. `python -m exporters.default_head` retrains it (exporters.builtin_models) and rewrites
 default_head.safetensors and default_head.json; tests/test_models.py (slow) checks that retraining reproduces it."""
 from __future__ import annotations
 
@@ -53,9 +53,9 @@ def save(model, notes: dict, weights: Path = WEIGHTS, notes_path: Path = NOTES) 
 
 def retrain():
     """(model with a freshly trained head, its notes): exactly what a build without the shipped head does."""
-    from . import models
+    from . import builtin_models
 
-    return models.build_default_classifier(train=True)
+    return builtin_models.build_default_classifier(train=True)
 
 
 def main() -> int:

@@ -133,7 +133,7 @@ def _no_network(monkeypatch) -> list:
 def test_tiny_is_small_local_deterministic_and_cached(tmp_path, monkeypatch):
     """tiny is cheap by construction (a 2-layer, 32-wide encoder built here, no download), the same twice, and
     loaded from the cache afterwards without a rebuild. No build time is asserted: that is the machine's."""
-    from exporters import models
+    from exporters import builtin_models
 
     tried = _no_network(monkeypatch)
     a = _load("tiny", "text-classification", tmp_path / "a")
@@ -147,7 +147,7 @@ def test_tiny_is_small_local_deterministic_and_cached(tmp_path, monkeypatch):
     def no_build(*args, **kwargs):
         raise AssertionError("cached model was rebuilt")
 
-    monkeypatch.setattr(models, "_build", no_build)
+    monkeypatch.setattr(builtin_models, "_build", no_build)
     c = _load("tiny", "text-classification", tmp_path / "a")  # from the cache: a rebuild raises above
     assert _same_state(a.model, c.model) and c.source == a.source and c.labels == a.labels and tried == []
 
@@ -368,7 +368,7 @@ def test_retraining_reproduces_the_shipped_head(tmp_path):
     from safetensors.torch import load_file
 
     from exporters import default_head, minilm, tweets
-    from exporters.models import _cls_features, build_default_classifier
+    from exporters.builtin_models import _cls_features, build_default_classifier
 
     shipped = load_file(str(default_head.WEIGHTS))
     notes = json.loads(default_head.NOTES.read_text())

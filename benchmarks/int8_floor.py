@@ -25,8 +25,7 @@ import numpy as np
 
 from runtimes.hardware import cpu_info, isa_text  # the one CPU reader every report uses
 
-from .bench.timing import CallHandle, Timing, interleaved
-from .bench.workloads import Workload
+from .bench.timing import Timing, time_calls
 
 TASK = "text-classification"
 SCHEMA_VERSION = 4  # 2: cpu is benchmarks.bench.env.cpu_info() (flags as a dict); 3: executed GFLOP per candidate;
@@ -68,9 +67,8 @@ def gemm_peak(config: dict, m: int, threads: int, reps: int) -> dict:
         if not torch.equal(torch._int_mm(a, b), a.int() @ b.int()):
             raise RuntimeError(f"torch._int_mm gave a wrong result at {m}x{k}x{n}")
         timing = Timing(warmup=0, min_time_s=0.0, min_iters=reps, calls_per_turn=reps, rewarm=0, settle_s=0.0)
-        ns = interleaved({"gemm": CallHandle(lambda _: torch._int_mm(a, b), [None])}, [Workload("gemm", 1, 0)],
-                         timing, label="gemm-peak")
-        out[f"{m}x{k}x{n}"] = 2 * m * k * n / (min(ns["gemm", "gemm"]) / 1e9) / 1e9
+        best_ns = min(time_calls({"gemm": lambda: torch._int_mm(a, b)}, timing, "gemm-peak")["gemm"])
+        out[f"{m}x{k}x{n}"] = 2 * m * k * n / (best_ns / 1e9) / 1e9
     return out
 
 
@@ -171,10 +169,9 @@ def measure(cands: list[Candidate], rounds: int, iters: int, warmup: int = 3) ->
     calls each: the harness's loop (benchmarks/bench/timing.py). Appends seconds a call to each c.samples."""
     timing = Timing(warmup=warmup, min_time_s=0.0, min_iters=rounds * iters, calls_per_turn=iters, rewarm=0,
                     settle_s=0.0)
-    handles = {c.name: CallHandle(lambda _, run=c.run: run(), [None]) for c in cands}  # one feed, bound in run
-    ns = interleaved(handles, [Workload("int8-floor", 1, 0)], timing, label="int8-floor")
+    ns = time_calls({c.name: c.run for c in cands}, timing, "int8-floor")  # one feed each, bound in run
     for c in cands:
-        c.samples += [x / 1e9 for x in ns[c.name, "int8-floor"]]
+        c.samples += [x / 1e9 for x in ns[c.name]]
 
 
 def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> dict:
@@ -246,8 +243,8 @@ def run(args) -> dict:
     plain = plain_nncf(paths["fp32"], args.calibration_size)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     report = {"schema_version": SCHEMA_VERSION, "cls_pruning": "reassociated", "model": args.model, "task": TASK,
-              "threads": threads,
-              "timer": "time.perf_counter_ns around one blocking call (benchmarks/bench/timing.py)", "rounds": args.rounds, "iters": args.iters,
+              "threads": threads, "timer": "time.perf_counter_ns around one blocking call (benchmarks/bench/timing.py)",
+              "rounds": args.rounds, "iters": args.iters,
               "cpu": cpu_info(), "versions": library_versions("torch", "onnxruntime", "openvino", "nncf", "numpy"),
               "shapes": []}
     for batch, seq in shapes:

@@ -64,20 +64,31 @@ def batch_profile(core, model, cfg, calls: int) -> str:
     return "mixed batches: " + ", ".join(f"{w} {t / len(shapes) * 1e3:.2f}" for w, t in spent.items()) + " ms a call"
 
 
+def tweet_rows(path: Path, max_length: int = 128) -> list[list[int]]:
+    """The first 128 held-out tweets' token ids, cut as the artifact's tokenizer cuts them."""
+    from exporters.tweets import split
+    from runtimes.tasks.encoding import load_tokenizer
+
+    texts = [t.text for t in split()[1][:128]]
+    return load_tokenizer(path)(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
+def tweet_feeds(path: Path) -> list[dict[str, np.ndarray]]:
+    """Those tweets one at a time, each at its own length."""
+    return [{"input_ids": np.array([r], dtype=np.int64), "attention_mask": np.ones((1, len(r)), np.int64)}
+            for r in tweet_rows(path)]
+
+
 def feeding_profile(path: Path, rounds: int) -> str:
     """ms a call on held-out tweets one at a time (bucketed artifact): the runtime (feed written, zero-padded, into
     the bucket model's input tensors) against pad_to_bucket + request.infer(padded), interleaved call by call."""
-    from exporters.tweets import split
     from runtimes.openvino_backend import pad_to_bucket
     from runtimes.registry import load_runtime
-    from runtimes.tasks.encoding import load_tokenizer
 
     rt = load_runtime(path)
     if not rt.buckets:
         return "feeding: not a bucketed artifact (no recipe.runtime_defaults.sequence_buckets)"
-    rows = load_tokenizer(path)([t.text for t in split()[1][:128]], truncation=True, max_length=128)["input_ids"]
-    feeds = [{"input_ids": np.array([r], dtype=np.int64), "attention_mask": np.ones((1, len(r)), np.int64)}
-             for r in rows]
+    feeds = tweet_feeds(path)
 
     def padded(f):
         p, _ = pad_to_bucket(f, rt.seq_axis, rt.buckets)
@@ -100,16 +111,12 @@ def bucket_sets_profile(path: Path, sets: str, rounds: int) -> str:
     """ms a call on held-out tweets one at a time through the runtime, with its buckets replaced by each set in turn
     ("16,24,32;32,64"): more buckets pad less but rotate more compiled models, each with its own packed weights. One
     pass over the tweets per set per round, the sets rotated between rounds, 50 ms idle before each pass."""
-    from exporters.tweets import split
     from runtimes.registry import load_runtime
-    from runtimes.tasks.encoding import load_tokenizer
 
     rt = load_runtime(path)
     if not rt.buckets:
         return "bucket sets: not a bucketed artifact (no recipe.runtime_defaults.sequence_buckets)"
-    rows = load_tokenizer(path)([t.text for t in split()[1][:128]], truncation=True, max_length=128)["input_ids"]
-    feeds = [{"input_ids": np.array([r], dtype=np.int64), "attention_mask": np.ones((1, len(r)), np.int64)}
-             for r in rows]
+    feeds = tweet_feeds(path)
     choices = [tuple(int(x) for x in one.split(",")) for one in sets.split(";")]
     spent = {c: [] for c in choices}
     for r in range(rounds + 1):  # round 0 compiles and warms every set's models
@@ -131,11 +138,11 @@ def bounded_profile(core, model, cfg, path: Path, rounds: int) -> str:
     IR fed exact lengths, and OpenVINO's bounded dynamic shape [1, 1..64] fed exact and bucket-padded lengths. One
     pass per way per round, rotated, 50 ms idle before each; round 0 compiles and warms."""
     import openvino as ov
-    from exporters.tweets import split
-    from runtimes.tasks.encoding import load_tokenizer
 
-    rows = load_tokenizer(path)([t.text for t in split()[1][:128]], truncation=True, max_length=64)["input_ids"]
-    buckets = (16, 24, 32, 40, 48, 56, 64)
+    from benchmarks.optimize.candidates import BUCKETS
+
+    rows = tweet_rows(path, max_length=64)
+    buckets = tuple(b for b in BUCKETS if b <= 64)  # the shipped buckets the tweets fall into
 
     def compiled(shape):
         m = model.clone()

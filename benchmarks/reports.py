@@ -110,7 +110,7 @@ def fresh(docs: Path) -> dict[Path, str]:
         out[path.with_suffix(".md")] = _call(fn, json.loads(path.read_text()))
     for name, (doc, source, lines) in BLOCKS.items():
         target = docs / doc
-        text = out.get(target, target.read_text())
+        text = out[target] if target in out else target.read_text()
         out[target] = _with_block(text, name, source, lines(json.loads((docs / source).read_text())), target)
     return out
 
@@ -120,8 +120,8 @@ def check(docs: Path) -> list[Drift]:
     for path, text in fresh(docs).items():
         if not path.is_file():
             drifts.append(Drift(path, "missing"))
-        elif path.read_text() != text:
-            old, new = path.read_text().splitlines(), text.splitlines()
+        elif (committed := path.read_text()) != text:
+            old, new = committed.splitlines(), text.splitlines()
             line = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
             drifts.append(Drift(path, f"differs from a fresh render from line {line + 1}"))
     return drifts

@@ -39,15 +39,15 @@ AUTO_CASES = (("onnxruntime", "dynamic"), ("onnxruntime", "static"), ("openvino"
 
 def _version(dists: tuple[str, ...], venv: str | None) -> tuple[str | None, str]:
     """(version of the first distribution found, or None; where it was looked for)."""
-    where = {}
+    where, shown = {}, f".venv-{venv}" if venv else "this environment"
     if venv is not None:  # another venv of this repo: read its site-packages, do not run it
         where = {"path": [str(p) for p in sorted(venv_dir(venv).glob("lib/python*/site-packages"))]}
         if not where["path"]:
-            return None, f".venv-{venv}"
+            return None, shown
     for name in dists:
         if found := next(iter(metadata.distributions(name=name, **where)), None):
-            return found.version, f".venv-{venv}" if venv else "this environment"
-    return None, f".venv-{venv}" if venv else "this environment"
+            return found.version, shown
+    return None, shown
 
 
 def _probe(fn) -> dict:

@@ -57,8 +57,8 @@ class ServerProcess:
     killed). As a context manager it spawns, waits and always stops."""
 
     def __init__(self, argv: list[str], log_path: Path, ready_url: str, *, name: str = "the server",
-                 command: str | None = None, env: dict | None = None, cwd: Path | str | None = None, ready_timeout_s: float = 120,
-                 stop_timeout_s: float = 60, error: type[Exception] = DeployError):
+                 command: str | None = None, env: dict | None = None, cwd: Path | str | None = None,
+                 ready_timeout_s: float = 120, stop_timeout_s: float = 60, error: type[Exception] = DeployError):
         self.argv, self.log_path, self.ready_url, self.name = [str(a) for a in argv], Path(log_path), ready_url, name
         self.command = command or " ".join(self.argv)  # as the error messages show it
         self.env, self.cwd, self.error = env, cwd, error

@@ -13,9 +13,14 @@ def config_type(dtype: str) -> str:
     return "TYPE_STRING" if dtype == "string" else "TYPE_" + DATATYPES[dtype]
 
 
+def dims_of(dims) -> list[int]:
+    """Manifest dims (axis names for dynamic axes) as OIP/Triton dims (-1 for dynamic)."""
+    return [d if isinstance(d, int) else -1 for d in dims]
+
+
 def tensor(name: str, dtype: str, dims, optional: bool = False) -> dict:
     """One ModelInput/ModelOutput; symbolic dims (strings) are variable (-1)."""
-    out = {"name": name, "data_type": config_type(dtype), "dims": [d if isinstance(d, int) else -1 for d in dims]}
+    out = {"name": name, "data_type": config_type(dtype), "dims": dims_of(dims)}
     return {**out, "optional": True} if optional else out
 
 

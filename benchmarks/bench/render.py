@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runtimes.hardware import isa_text
 
-from .report import (judged_speed_targets, load_report, ms_text, ratios, realtext_speedups, save_png,
+from .report import (judged_speed_targets, load_report, ms_text, pyplot, ratios, realtext_speedups, save_png,
                      write_atomic, write_files)
 
 
@@ -147,12 +147,9 @@ def realtext_summary(d: dict, rows: list) -> str:
 def plot(d: dict, path: Path) -> bool:
     """Latency vs batch size per target (the sweep) and speed vs accuracy (when a parity report was found).
     Returns False when matplotlib is missing (the JSON and Markdown are still written)."""
-    try:
-        import matplotlib
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     sweep = [r for r in d["results"] if r["scenario"] == "sweep"]
     seqs = sorted({r["sequence"] for r in sweep})[-3:]  # one panel per sequence length (at most 3)

@@ -244,6 +244,19 @@ def judged_speed_targets(d: dict) -> list[SpeedTarget]:
     return out
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is missing (the plots are then skipped; the
+    JSON and Markdown are still written)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_png(fig, path: str | os.PathLike) -> None:
     """A matplotlib figure to PNG, written atomically, then closed."""
     import io

@@ -30,10 +30,11 @@ class Timing:
 
 
 class CallHandle:
-    """A handle over a plain callable: each call takes the next of `items`, in order, cycling."""
+    """A handle over a plain callable: each call takes the next of `items`, in order, cycling; with no items, the
+    callable takes no argument."""
 
-    def __init__(self, call: Callable, items: list):
-        self.call, self.items, self.k = call, list(items), 0
+    def __init__(self, call: Callable, items: list | None = None):
+        self.call, self.items, self.k = (call, list(items), 0) if items is not None else (lambda _: call(), [None], 0)
 
     def set_workload(self, w: Workload) -> None:
         self.k = 0
@@ -55,6 +56,15 @@ class CallHandle:
 
     def drop(self, key: str) -> None:
         pass
+
+
+def time_calls(calls: dict[str, Callable | tuple[Callable, list]], timing: Timing,
+               label: str = "timing") -> dict[str, list[int]]:
+    """{name: timed ns} of plain callables (or (callable, items) pairs), interleaved on one workload."""
+    w = Workload(label, 1, 0)
+    handles = {n: CallHandle(*c) if isinstance(c, tuple) else CallHandle(c) for n, c in calls.items()}
+    ns = interleaved(handles, [w], timing, label=label)
+    return {n: ns[n, w.key] for n in calls}
 
 
 def interleaved(handles: dict, workloads: list[Workload], timing: Timing, *, label: str = "timing",

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bench.timing import CallHandle, Timing, interleaved
-from ..bench.workloads import Workload
+from ..bench.timing import Timing, time_calls
 from .config import ServeBenchConfig
 from .report import Ceiling
 
@@ -26,8 +25,7 @@ def _timed(call, items: list, min_time_s: float, min_iters: int, warmup: int = W
     """ms per call, cycling over items in order: the harness's loop (bench/timing.py) on one handle."""
     timing = Timing(warmup=warmup, min_time_s=min_time_s, min_iters=min_iters, calls_per_turn=len(items), rewarm=0,
                     settle_s=0.0, max_time_s=max(MAX_FACTOR * min_time_s, 1.0))
-    ns = interleaved({"ceiling": CallHandle(call, items)}, [Workload("ceiling", 1, 0)], timing, label="ceiling")
-    return [x / 1e6 for x in ns["ceiling", "ceiling"]]
+    return [x / 1e6 for x in time_calls({"ceiling": (call, items)}, timing, "ceiling")["ceiling"]]
 
 
 def _rate(texts_per_call: list[int], ms: list[float]) -> float:

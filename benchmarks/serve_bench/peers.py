@@ -19,11 +19,10 @@ from runtimes.errors import DeployError
 
 from .config import HOST, MODEL_NAME, ServeBenchConfig
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = procs.REPO
 # the peers that serve each task here (the others answer text-classification only)
 TASK_PEERS = {"text-classification": ("ray-1", "ray-2", "triton", "kserve", "kserve-grpc", "infinity"),
               "feature-extraction": ("infinity",)}
-VENVS = ("ray", "triton", "kserve", "infinity")  # runtimes.procs.venv_dir: .venv-NAME, built by make venv-NAME
 INFINITY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                 "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
 

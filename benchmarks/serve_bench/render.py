@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.bench.report import save_png, write_atomic, write_files
+from benchmarks.bench.report import pyplot, save_png, write_atomic, write_files
 from runtimes.hardware import isa_text
 
 from .report import BATCHING, CEILING_AT, CEILING_FRACTION, NO_BATCHING, OURS, table_cell, ceiling_figures, load_report
@@ -196,12 +196,9 @@ def to_markdown(d: dict) -> str:
 def plot(d: dict, path: Path) -> bool:
     """Throughput vs concurrency (batching on and off, the ceiling as a line) and p50/p99 latency vs concurrency.
     Returns False when matplotlib is missing (the JSON and Markdown are still written)."""
-    try:
-        import matplotlib
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     ceiling, inproc_p50 = ceiling_figures(d["ceilings"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))

@@ -10,9 +10,7 @@ from pathlib import Path
 from runtimes.procs import ServerProcess, free_port
 
 from . import peers
-from .config import ServeBenchConfig
-
-from .config import ServeBenchError
+from .config import ServeBenchConfig, ServeBenchError
 from .parsing import parse_prometheus
 
 

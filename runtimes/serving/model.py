@@ -17,7 +17,7 @@ from ..heads import get_head
 from ..registry import runtime_class
 from ..tasks.feature_extraction import pooling_config
 from ..tasks.text_tensors import per_input, text_inputs, texts_of
-from ..triton_config import DATATYPES, PLATFORMS, model_config
+from ..triton_config import DATATYPES, PLATFORMS, dims_of, model_config
 from .batcher import BatchObserver, DynamicBatcher, text_rows
 from .config import NAME, ServeConfig
 from .oip import datatype_of
@@ -251,8 +251,7 @@ class ServedModel:
 
 
 def _tensor_meta(name: str, datatype: str, dims) -> dict:
-    """Manifest dims (axis names for dynamic axes) as an OIP shape (-1 for dynamic)."""
-    return {"name": name, "datatype": datatype, "shape": [d if isinstance(d, int) else -1 for d in dims]}
+    return {"name": name, "datatype": datatype, "shape": dims_of(dims)}
 
 
 def api_key(cfg: ServeConfig) -> str | None:

@@ -10,17 +10,41 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from runtimes.artifact import load_artifact, write_text_atomic
+from benchmarks.report_io import parse, write_report
+from runtimes.artifact import load_artifact
 
 
-def drift(path: Path, n: int) -> dict:
-    from exporters.tweets import split
+@dataclass(frozen=True)
+class Drift:
+    artifact: str
+    task: str
+    method: str | None
+    tweets: int
+    max_abs_difference: float  # of any output value, aarch64 against x86
+    argmax_agreement: float  # of the first output
+    platform: str
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    FILE: ClassVar[str] = "drift.json"
+    MADE_BY: ClassVar[str] = "python -m benchmarks.arm_drift"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    created: str
+    rows: tuple[Drift, ...]
+    command: str
+    schema_version: int = SCHEMA_VERSION
+
+
+def drift(path: Path, n: int) -> Drift:
+    from sources.tweets import split
     from runtimes.arm64.runtime import EmulatedArm64Runtime
     from runtimes.registry import load_runtime
     from runtimes.tasks import load_tokenizer
@@ -43,20 +67,16 @@ def drift(path: Path, n: int) -> dict:
             first = next(iter(h))
             agree += int(np.array_equal(a[first].argmax(-1), h[first].argmax(-1)))
     m = art.manifest
-    return {"artifact": str(path), "task": m.task, "method": m.recipe.get("method"), "tweets": len(feeds),
-            "max_abs_difference": worst, "argmax_agreement": agree / len(feeds), "platform": platform}
+    return Drift(str(path), m.task, m.recipe.get("method"), len(feeds), worst, agree / len(feeds), platform)
 
 
-SCHEMA_VERSION = 1  # drift.json; a report without schema_version is version 1
-
-
-def render(d: dict) -> str:
-    rows = d["rows"]
-    lines = ["# aarch64 against x86: the same artifact, the same tweets", "", f"Command: `{d['command']}`. "
-             f"Created {d['created']}. Platform: {rows[0]['platform']}.", "",
+def render(doc: dict) -> str:
+    d = parse(DriftReport, doc, DriftReport.FILE)
+    lines = ["# aarch64 against x86: the same artifact, the same tweets", "", f"Command: `{d.command}`. "
+             f"Created {d.created}. Platform: {d.rows[0].platform}.", "",
              "| artifact | method | tweets | max abs difference of any output | argmax agreement |", "|---|---|---|---|---|"]
-    lines += [f"| `{r['artifact']}` | {r['method']} | {r['tweets']} | {r['max_abs_difference']:.3g} | "
-              f"{r['argmax_agreement']:.3f} |" for r in rows]
+    lines += [f"| `{r.artifact}` | {r.method} | {r.tweets} | {r.max_abs_difference:.3g} | "
+              f"{r.argmax_agreement:.3f} |" for r in d.rows]
     return "\n".join(lines) + "\n"
 
 
@@ -66,13 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tweets", type=int, default=24)
     ap.add_argument("--out", type=Path, default=Path("reports/edge"))
     a = ap.parse_args(argv)
-    rows = [drift(p, a.tweets) for p in a.artifact]
-    d = {"schema_version": SCHEMA_VERSION, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-         "rows": rows, "command": " ".join(["python -m benchmarks.arm_drift", *(sys.argv[1:] if argv is None else argv)])}
-    a.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(a.out / "drift.json", json.dumps(d, indent=2) + "\n")
-    write_text_atomic(a.out / "drift.md", render(d))
-    print(render(d), end="")
+    d = DriftReport(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    tuple(drift(p, a.tweets) for p in a.artifact),
+                    " ".join(["python -m benchmarks.arm_drift", *(sys.argv[1:] if argv is None else argv)]))
+    paths = write_report(d, a.out, render)
+    print(paths["md"].read_text(), end="")
     return 0
 
 

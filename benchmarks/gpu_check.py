@@ -128,8 +128,8 @@ def _version(module: str) -> str:
 
 
 def _add_package(tar: tarfile.TarFile, module: str) -> None:
-    """The package folder (the MiniLM one: only what exporters/minilm.py reads, weights as fp16) and its dist-info
-    (exporters/builtin_models.py records the version; the MiniLM one says +fp16, so every manifest built there says so)."""
+    """The package folder (the MiniLM one: only what sources/minilm.py reads, weights as fp16) and its dist-info
+    (sources/builtin_models.py records the version; the MiniLM one says +fp16, so every manifest built there says so)."""
     import io
 
     spec = importlib.util.find_spec(module)

@@ -232,7 +232,7 @@ def run(args) -> dict:
     import torch
 
     from exporters.cls_pruning import saved_flops
-    from exporters.models import load_model
+    from sources.models import load_model
     from runtimes.artifact import library_versions
 
     threads = args.threads or os.cpu_count() or 1

@@ -66,7 +66,7 @@ def batch_profile(core, model, cfg, calls: int) -> str:
 
 def tweet_rows(path: Path, max_length: int = 128) -> list[list[int]]:
     """The first 128 held-out tweets' token ids, cut as the artifact's tokenizer cuts them."""
-    from exporters.tweets import split
+    from sources.tweets import split
     from runtimes.tasks.encoding import load_tokenizer
 
     texts = [t.text for t in split()[1][:128]]

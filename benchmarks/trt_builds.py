@@ -7,19 +7,47 @@ Writes trt-builds.{json,md}. Nothing here runs an engine: building needs no GPU 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from benchmarks.artifact_matrix import CLI
-from runtimes.artifact import read_manifest, write_text_atomic
+from benchmarks.report_io import parse, write_report
+from runtimes.artifact import read_manifest
 from runtimes.heads import TASKS
 
 
+@dataclass(frozen=True)
+class TrtBuild:
+    task: str
+    build_seconds: float  # TensorRT's build_serialized_network
+    export_trt_wall_seconds: float  # the whole export-trt process
+    engine_bytes: int
+    fp16_onnx_bytes: int
+    fp32_islands: int
+    builder_warnings: int
+    targets: tuple[str, ...]
+    tensorrt_version: str
+    profiles: tuple[str, ...]
 
-def build_all(model: str, flavor: str, targets: str, root: Path, tasks) -> list[dict]:
+
+@dataclass(frozen=True)
+class TrtBuildsReport:
+    FILE: ClassVar[str] = "trt-builds.json"
+    MADE_BY: ClassVar[str] = "python -m benchmarks.trt_builds"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    model: str
+    flavor: str
+    cpu: str
+    rows: tuple[TrtBuild, ...]
+    command: str
+    schema_version: int = SCHEMA_VERSION
+
+
+def build_all(model: str, flavor: str, targets: str, root: Path, tasks) -> list[TrtBuild]:
     rows = []
     for task in tasks:
         src, out = root / model / task / "onnxruntime-fp32", root / model / task / f"{flavor}-fp16"
@@ -30,28 +58,28 @@ def build_all(model: str, flavor: str, targets: str, root: Path, tasks) -> list[
                         *(("--targets", targets) if targets else ())], check=True)
         wall = time.perf_counter() - t0
         r = read_manifest(out).recipe
-        rows.append({"task": task, "build_seconds": r["build_seconds"], "export_trt_wall_seconds": round(wall, 1),
-                     "engine_bytes": r["engine_bytes"], "fp16_onnx_bytes": (out / r["onnx"]).stat().st_size,
-                     "fp32_islands": len(r["fp32_islands"]["nodes"]), "builder_warnings": r["build_log"]["warnings"],
-                     "targets": r["compute_capabilities"], "tensorrt_version": r["tensorrt_version"],
-                     "profiles": [p["name"] for p in r["profiles"]]})
+        rows.append(TrtBuild(task, r["build_seconds"], round(wall, 1), r["engine_bytes"],
+                             (out / r["onnx"]).stat().st_size, len(r["fp32_islands"]["nodes"]),
+                             r["build_log"]["warnings"], tuple(r["compute_capabilities"]), r["tensorrt_version"],
+                             tuple(p["name"] for p in r["profiles"])))
     return rows
 
 
-def render(report: dict) -> str:
-    lines = [f"# TensorRT builds: {report['model']} ({report['flavor']})", "",
-             f"Command: `{report['command']}`. CPU: {report['cpu']}, no GPU. Build time is TensorRT's "
+def render(doc: dict) -> str:
+    report = parse(TrtBuildsReport, doc, TrtBuildsReport.FILE)
+    lines = [f"# TensorRT builds: {report.model} ({report.flavor})", "",
+             f"Command: `{report.command}`. CPU: {report.cpu}, no GPU. Build time is TensorRT's "
              f"`build_serialized_network`; the wall time adds the fp16 conversion, the island check, the "
              f"tweet-length profile and the process start.", "",
              "| head | build (s) | export-trt wall (s) | engine (MiB) | fp16 ONNX (MiB) | fp32 islands | warnings |",
              "|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
-        lines.append(f"| {r['task']} | {r['build_seconds']:.1f} | {r['export_trt_wall_seconds']:.1f} | "
-                     f"{r['engine_bytes'] / 2**20:.1f} | {r['fp16_onnx_bytes'] / 2**20:.1f} | {r['fp32_islands']} | "
-                     f"{r['builder_warnings']} |")
-    first = report["rows"][0]
-    lines += ["", f"{first['tensorrt_version']}, targets {', '.join(first['targets'])}, profiles "
-              f"{', '.join(first['profiles'])}. The warnings are TensorRT's \"Make sure input ... has Int64 binding\" "
+    for r in report.rows:
+        lines.append(f"| {r.task} | {r.build_seconds:.1f} | {r.export_trt_wall_seconds:.1f} | "
+                     f"{r.engine_bytes / 2**20:.1f} | {r.fp16_onnx_bytes / 2**20:.1f} | {r.fp32_islands} | "
+                     f"{r.builder_warnings} |")
+    first = report.rows[0]
+    lines += ["", f"{first.tensorrt_version}, targets {', '.join(first.targets)}, profiles "
+              f"{', '.join(first.profiles)}. The warnings are TensorRT's \"Make sure input ... has Int64 binding\" "
               f"notes (the engine keeps int64 inputs)."]
     return "\n".join(lines) + "\n"
 
@@ -68,12 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("reports/tensorrt"))
     a = p.parse_args(argv)
     rows = build_all(a.model, a.flavor, a.targets, a.artifacts, [t for t in a.tasks.split(",") if t])
-    report = {"schema_version": 1, "model": a.model, "flavor": a.flavor, "cpu": cpu_info()["model"], "rows": rows,
-              "command": "python -m benchmarks.trt_builds " + " ".join(argv if argv is not None else sys.argv[1:])}
-    a.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(a.out / "trt-builds.json", json.dumps(report, indent=1))
-    write_text_atomic(a.out / "trt-builds.md", render(report))
-    print(render(report))
+    report = TrtBuildsReport(a.model, a.flavor, cpu_info()["model"], tuple(rows),
+                             "python -m benchmarks.trt_builds " + " ".join(argv if argv is not None else sys.argv[1:]))
+    paths = write_report(report, a.out, render, indent=1)
+    print(paths["md"].read_text())
     return 0
 
 

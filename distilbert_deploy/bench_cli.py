@@ -147,7 +147,8 @@ def cmd_render(a) -> int:
 
 def cmd_compare(a) -> int:
     from benchmarks.bench.compare import compare, to_markdown
-    from benchmarks.bench.report import load_report, write_atomic
+    from benchmarks.bench.report import load_report
+    from benchmarks.report_io import write_atomic
 
     old, new = load_report(a.old), load_report(a.new)
     rows, warnings = compare(old, new, alpha=a.alpha)

@@ -40,7 +40,7 @@ def run(model: str, artifacts: Path, reports: Path = Path("reports/demo"), budge
 
 def real_tweets(per_label: int = 2):
     """The first held-out tweets of each label: never seen by the head in training."""
-    from exporters.tweets import LABELS, split
+    from sources.tweets import LABELS, split
 
     heldout = split()[1]
     return [t for label in LABELS for t in [t for t in heldout if t.label == label][:per_label]]

@@ -58,7 +58,7 @@ class ExportConfig:
 
 def export(cfg: ExportConfig) -> Manifest:
     """Build the artifact for `cfg` at cfg.out, atomically. Returns its manifest."""
-    from .models import load_model
+    from sources.models import load_model
 
     with step(f"load model '{cfg.model}' for {cfg.task}"):
         loaded = load_model(cfg.model, cfg.task)

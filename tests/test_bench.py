@@ -14,7 +14,8 @@ import pytest
 
 from benchmarks.bench import stats
 from benchmarks.bench.compare import compare
-from benchmarks.bench.report import BenchReport, ReportError, Result, load_report, write_atomic
+from benchmarks.bench.report import BenchReport, Result, load_report
+from benchmarks.report_io import ReportError, write_atomic
 from benchmarks.bench.runners import select_timing
 from benchmarks.bench.workloads import Workload, build_feeds, fixed
 from runtimes.errors import ConfigError, DeployError
@@ -455,7 +456,7 @@ def test_realtext_pads_each_request_to_its_own_length_and_reports_the_judged_spe
     from benchmarks.bench.config import BenchConfig
     from benchmarks.bench.core import realtext_workloads
     from benchmarks.bench.report import REALTEXT_SPEEDUP_MIN, realtext_speedups
-    from exporters.tweets import split
+    from sources.tweets import split
     from runtimes.tasks.encoding import load_tokenizer
 
     out = tmp_path / "out"

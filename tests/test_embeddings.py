@@ -151,7 +151,7 @@ def test_default_model_embeddings_equal_sentence_transformers(default_artifact):
     vectors for the original model."""
     from sentence_transformers import SentenceTransformer
 
-    from exporters.minilm import model_dir
+    from sources.minilm import model_dir
     from runtimes.artifact import read_manifest
     from runtimes.pipeline import load_pipeline
     from runtimes.tasks.feature_extraction import pooling_config

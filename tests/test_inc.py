@@ -41,7 +41,7 @@ def _feed(artifact, n=24):
     """Real held-out tweets, padded batch (the ORT runtime's own input contract)."""
     import numpy as np
 
-    from exporters.tweets import split
+    from sources.tweets import split
     from runtimes.tasks import load_tokenizer
 
     enc = load_tokenizer(artifact)([t.text for t in split()[1][:n]], padding=True, truncation=True, max_length=128,

@@ -1,4 +1,4 @@
-"""The imports run one way: distilbert_deploy (the CLI) -> benchmarks -> quantization -> exporters -> runtimes, and
+"""The imports run one way: distilbert_deploy (the CLI) -> benchmarks -> quantization -> exporters -> sources -> runtimes, and
 only the CLI (and runtimes/serving itself) imports runtimes/serving. Read from every module's ast, lazy imports
 inside functions included, so a moved import line cannot hide from it."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ORDER = ("runtimes", "exporters", "quantization", "benchmarks", "distilbert_deploy")  # bottom first
+ORDER = ("runtimes", "sources", "exporters", "quantization", "benchmarks", "distilbert_deploy")  # bottom first
 SERVING = "runtimes.serving"
 
 

@@ -37,7 +37,7 @@ def default_cache():
 
 
 def _load(source, task, cache_dir):
-    from exporters.models import load_model
+    from sources.models import load_model
 
     return load_model(source, task, cache_dir=cache_dir)
 
@@ -50,12 +50,12 @@ def _same_state(a, b) -> bool:
 
 
 def test_import_pulls_in_no_torch():
-    code = "import sys, exporters.models, exporters.tweets; print('torch' in sys.modules)"
+    code = "import sys, sources.models, sources.tweets; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_cache_root_follows_env(monkeypatch, tmp_path):
-    from exporters.models import cache_root
+    from sources.models import cache_root
 
     monkeypatch.setenv("DISTILBERT_DEPLOY_CACHE", str(tmp_path))
     assert cache_root() == tmp_path
@@ -69,7 +69,7 @@ def test_conversion_matches_bert_exactly():
     torch = pytest.importorskip("torch")
     from transformers import BertModel
 
-    from exporters import minilm
+    from sources import minilm
 
     tok = minilm.build_tokenizer()
     ours = minilm.convert()
@@ -133,7 +133,7 @@ def _no_network(monkeypatch) -> list:
 def test_tiny_is_small_local_deterministic_and_cached(tmp_path, monkeypatch):
     """tiny is cheap by construction (a 2-layer, 32-wide encoder built here, no download), the same twice, and
     loaded from the cache afterwards without a rebuild. No build time is asserted: that is the machine's."""
-    from exporters import builtin_models
+    from sources import builtin_models
 
     tried = _no_network(monkeypatch)
     a = _load("tiny", "text-classification", tmp_path / "a")
@@ -160,7 +160,7 @@ def test_env_cache_is_used(cache):
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_loads_on_tiny(task, tiny_cache):
     torch = pytest.importorskip("torch")
-    from exporters.models import NER_LABELS, SENTIMENT_LABELS
+    from sources.models import NER_LABELS, SENTIMENT_LABELS
 
     m = _load("tiny", task, tiny_cache)
     assert type(m.model).__name__ == HEADS[task].model_class and m.task == task and m.name == "tiny"
@@ -302,7 +302,7 @@ def test_hub_id_served_from_the_local_hub_cache_offline(tmp_path, tiny_cache):
     loaded.tokenizer.save_pretrained(snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(revision)
-    code = ("import json; from exporters.models import load_model; "
+    code = ("import json; from sources.models import load_model; "
             "m = load_model('someorg/tiny-distilbert', 'text-classification'); "
             "print(json.dumps({'source': m.source, 'labels': m.labels}))")
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
@@ -315,7 +315,7 @@ def test_hub_id_served_from_the_local_hub_cache_offline(tmp_path, tiny_cache):
 # ---------------------------------------------------------------- tweets and the default sentiment head
 
 def test_tweet_split_is_disjoint_and_stable():
-    from exporters import tweets
+    from sources import tweets
 
     train, held = tweets.split()
     assert len(held) == tweets.HELDOUT_SIZE and len(train) + len(held) == len(tweets.load_tweets()) > 35000
@@ -331,7 +331,7 @@ def test_tweet_split_is_disjoint_and_stable():
 @pytest.mark.slow
 def test_default_sentiment_head_beats_majority(default_cache):
     torch = pytest.importorskip("torch")
-    from exporters import tweets
+    from sources import tweets
 
     m = _load("default", "text-classification", default_cache)
     s = m.source
@@ -352,7 +352,7 @@ def test_default_sentiment_head_beats_majority(default_cache):
 
 @pytest.mark.slow
 def test_retraining_reproduces_the_shipped_head(tmp_path):
-    """exporters/default_head.safetensors is what training produces: retrained here (8,000 tweets encoded, 10
+    """sources/default_head.safetensors is what training produces: retrained here (8,000 tweets encoded, 10
     epochs; minutes), the head answers the 2,000 held-out tweets as the shipped one does (labels agree on >= 97%)
     and scores the same held-out accuracy within 1 point.
 
@@ -367,8 +367,8 @@ def test_retraining_reproduces_the_shipped_head(tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from exporters import default_head, minilm, tweets
-    from exporters.builtin_models import _cls_features, build_default_classifier
+    from sources import default_head, minilm, tweets
+    from sources.builtin_models import _cls_features, build_default_classifier
 
     shipped = load_file(str(default_head.WEIGHTS))
     notes = json.loads(default_head.NOTES.read_text())

@@ -360,7 +360,7 @@ def test_accuracy_control_text_classification(tiny_artifacts, tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from exporters.tweets import LABELS
+    from sources.tweets import LABELS
     from quantization.ort_accuracy import validation_set
 
     src = tiny_artifacts["text-classification", "onnxruntime"]

@@ -276,7 +276,7 @@ def test_overlong_text_is_truncated_by_default_and_the_response_says_so(server, 
 def test_batching_never_changes_an_answer(server, inproc):
     """Each text alone (sequential requests: batches of one) against the same texts mixed into concurrent requests
     that the batcher groups and pads together: identical answers, and batches of more than one did form."""
-    from exporters.tweets import split
+    from sources.tweets import split
 
     texts = SENTENCES + [t.text for t in split()[1][:17]]
     alone = {}

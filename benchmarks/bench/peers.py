@@ -84,7 +84,7 @@ class OrtQDynamicRunner(OrtDefaultRunner):
 
 def calibration_feeds(artifact: Path, size: int) -> list[dict[str, np.ndarray]]:
     """The first `size` train tweets (never held-out ones), one per feed, each padded to its own length."""
-    from exporters.tweets import split
+    from sources.tweets import split
     from runtimes.tasks.encoding import load_tokenizer
 
     tok = load_tokenizer(artifact)

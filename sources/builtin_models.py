@@ -1,6 +1,6 @@
 """The built-in models (tiny, base-random, default), built offline from their seeds and the real MiniLM weights,
 cached per (name, task) and renamed into place; the `default` classifier's head trained on the tweets (or the shipped
-head, exporters/default_head.safetensors). models.load_model resolves a built-in name to load_builtin."""
+head, sources/default_head.safetensors). models.load_model resolves a built-in name to load_builtin."""
 from __future__ import annotations
 
 import json
@@ -101,7 +101,7 @@ def _head_model(name: str, spec: HeadSpec, root: Path):
 
 
 def _sentiment_head(model, tokenizer, *, train: bool = False) -> dict:
-    """The shipped trained head (exporters/default_head.safetensors) when present, else trained here."""
+    """The shipped trained head (sources/default_head.safetensors) when present, else trained here."""
     from . import default_head
 
     if not train and default_head.available():

@@ -2,7 +2,7 @@
 
 Training it (8,000 tweets encoded by the frozen encoder, then 10 epochs on their [CLS] features) took 320 s on a
 2-core AVX2 machine, the largest cost of a fresh `make demo`; the head itself is pre_classifier (384x384) and
-classifier (3x384), 0.6 MB. `python -m exporters.default_head` retrains it (exporters.builtin_models) and rewrites
+classifier (3x384), 0.6 MB. `python -m sources.default_head` retrains it (sources.builtin_models) and rewrites
 default_head.safetensors and default_head.json; tests/test_models.py (slow) checks that retraining reproduces it."""
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def load_into(model) -> dict:
         from runtimes.errors import ModelSourceError
 
         raise ModelSourceError(f"{WEIGHTS} does not fit the default model (missing {missing}, shape mismatch {bad}). "
-                               f"Fix: regenerate it with `python -m exporters.default_head`")
+                               f"Fix: regenerate it with `python -m sources.default_head`")
     model.load_state_dict({k: state[k] for k in KEYS}, strict=False)
     notes = json.loads(NOTES.read_text())
-    return {**notes, "head_file": f"exporters/{WEIGHTS.name} (sha256 {sha256_file(WEIGHTS)[:16]})"}
+    return {**notes, "head_file": f"sources/{WEIGHTS.name} (sha256 {sha256_file(WEIGHTS)[:16]})"}
 
 
 def save(model, notes: dict, weights: Path = WEIGHTS, notes_path: Path = NOTES) -> None:

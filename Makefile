@@ -350,7 +350,7 @@ ARM64_STAMP := $(ARM64_ENV)/env.json
 ARM_ARTIFACTS ?= $(if $(filter command line,$(origin ARTIFACTS)),$(ARTIFACTS),$(shell find $(ARTIFACTS_DIR) -path '*arm64*' -name manifest.json -not -path '*/.*' 2>/dev/null | xargs -r -n1 dirname | sort))
 .PHONY: arm64-env parity-arm
 arm64-env: $(STAMP)
-	bash runtimes/arm64/setup.sh $(BIN)/python $(ARM64_ENV)
+	bash tools/arm64-env.sh $(BIN)/python $(ARM64_ENV)
 
 parity-arm: $(STAMP) arm64-env
 	@test -n "$(ARM_ARTIFACTS)" || { echo "parity-arm: no arm64 artifact under $(ARTIFACTS_DIR). Fix: make quantize METHOD=static TARGET=arm64, or pass ARTIFACTS=DIR" >&2; exit 2; }

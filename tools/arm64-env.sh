@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make arm64-env`: an emulated aarch64 Python with onnxruntime and numpy, for parity on ARM (runtimes/arm64).
-# Usage: setup.sh HOST_PYTHON LINK
+# `make arm64-env`: an emulated aarch64 Python with onnxruntime and numpy, for parity on ARM (runtimes/arm64; this builder sits in tools/, outside the runtime package).
+# Usage: arm64-env.sh HOST_PYTHON LINK
 #   HOST_PYTHON: the project's python; its onnxruntime and numpy versions are the ones installed for aarch64.
 #   LINK: the ignored build folder in the checkout (a symlink to the environment).
 # No root needed, and the same steps run as root: apt-get (with a private state, so the host's package database,
@@ -15,8 +15,8 @@
 # So a new clone reuses it and a new machine builds it from nothing. Recipe and quirks: ../shared/ENVIRONMENT.md
 # "ARM64 by emulation".
 set -euo pipefail
-HOST_PY=${1:?usage: setup.sh HOST_PYTHON LINK}
-LINK=${2:?usage: setup.sh HOST_PYTHON LINK}
+HOST_PY=${1:?usage: arm64-env.sh HOST_PYTHON LINK}
+LINK=${2:?usage: arm64-env.sh HOST_PYTHON LINK}
 SUITE=trixie            # Debian 13: Python 3.13, which the aarch64 wheels below are chosen for
 PY_TAG=3.13
 # python3's closure lacks libstdc++6, which the onnxruntime wheel links against (numpy's wheel bundles its own libs)

@@ -20,20 +20,18 @@ import numpy as np
 
 
 def feed(length: int, batch: int = 1) -> dict:
-    ids = np.random.default_rng(0).integers(1000, 30000, size=(batch, length)).astype(np.int64)
-    ids[:, 0], ids[:, -1] = 101, 102
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    """The bench's synthetic feed (seeded ids between [CLS] and [SEP], every token real) at batch x length."""
+    from benchmarks.bench.workloads import build_feeds, fixed
+
+    return build_feeds(fixed(batch, length), {"input_ids": ("batch", "sequence"),
+                                              "attention_mask": ("batch", "sequence")})[0]
 
 
 def median_ms(request, f, n: int) -> float:
-    for _ in range(5):
-        request.infer(f)
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        request.infer(f)
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1e3)
+    """Median ms of n calls after 5 untimed ones (the harness's call handle)."""
+    from benchmarks.bench.timing import CallHandle
+
+    return float(np.median(CallHandle(request.infer, [f]).run("probe", n, rewarm=5)) / 1e6)
 
 
 def batch_profile(core, model, cfg, calls: int) -> str:

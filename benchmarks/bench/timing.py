@@ -1,5 +1,7 @@
 """The one timing loop of every benchmark here: the bench's scenarios (core.measure), the INT8 floor
-(benchmarks/int8_floor.py) and the service bench's in-process ceiling (serve_bench/ceiling.py).
+(benchmarks/int8_floor.py), the service bench's in-process ceiling (serve_bench/ceiling.py) and the optimize
+profile's unprofiled side-by-side (optimize/profiles.py). Only the ov_shapes probes time outside it: they alternate
+two models call by call and time one of each pair, which is what they measure.
 
 Warm-up, then rounds over every (handle, workload) pair, the order rotated each round, until each pair has
 >= min_time_s of timed calls and >= min_iters calls (a real-text workload: whole passes over its requests), or

@@ -68,19 +68,14 @@ def profile(model: Model, input_dims: dict[str, tuple], batch: int, sequence: in
 
 
 def side_by_side(calls: list, rounds: int = 6, n: int = 20, settle_s: float = 0.05) -> list[float]:
-    """Median µs of each zero-argument call, timed without profiling in rounds of n calls, order rotated each
-    round, 2 untimed calls and a settle gap before each turn (the bench harness's rules, at a small scale)."""
-    xs: list[list[int]] = [[] for _ in calls]
-    for r in range(rounds):
-        for i in [(r + k) % len(calls) for k in range(len(calls))]:
-            time.sleep(settle_s)
-            for _ in range(2):
-                calls[i]()
-            for _ in range(n):
-                t0 = time.perf_counter_ns()
-                calls[i]()
-                xs[i].append(time.perf_counter_ns() - t0)
-    return [float(np.median(x)) / 1e3 for x in xs]
+    """Median µs of each zero-argument call, timed without profiling by the bench harness's loop at a small scale:
+    turns of n calls, the order rotated each round, 2 untimed calls and a settle gap before each turn, `rounds`
+    turns each."""
+    from ..bench.timing import Timing, time_calls
+
+    timing = Timing(warmup=2, min_time_s=0.0, min_iters=rounds * n, calls_per_turn=n, rewarm=2, settle_s=settle_s)
+    ns = time_calls({str(i): c for i, c in enumerate(calls)}, timing, "profile-side-by-side")
+    return [float(np.median(ns[str(i)])) / 1e3 for i in range(len(calls))]
 
 
 def _openvino(model: Model, feed: dict, calls: int, warm: int):

@@ -23,17 +23,15 @@ from typing import Callable
 
 import numpy as np
 
-from runtimes.hardware import cpu_info, isa_text  # the one CPU reader every report uses
+from runtimes.hardware import cpu_info  # the one CPU reader every report uses
 
 from .bench.timing import Timing, time_calls
+from .bench.workloads import build_feeds, fixed
+from .int8_floor_report import (CandidateResult, GemmTime, Int8FloorReport, LayerTime, Profile, ShapeResult,
+                                render)
+from .report_io import write_report
 
 TASK = "text-classification"
-SCHEMA_VERSION = 4  # 2: cpu is benchmarks.bench.env.cpu_info() (flags as a dict); 3: executed GFLOP per candidate;
-# 4: cls_pruning names the -cls recipe the run measured (absent: reassociated)
-CLS_PRUNING = {  # how the -cls candidates of a run were built (docs/int8-floor/README.md: run1-run4 are "rows")
-    "rows": "skip the last layer's non-[CLS] rows, which the head never reads",
-    "reassociated": "compute only the [CLS] row of the last layer, the only row the head reads, with no K/V "
-                    "projection of the tokens"}
 
 
 @dataclass
@@ -73,9 +71,9 @@ def gemm_peak(config: dict, m: int, threads: int, reps: int) -> dict:
 
 
 def feed(batch: int, seq: int) -> dict[str, np.ndarray]:
-    ids = np.random.default_rng(0).integers(1000, 30000, (batch, seq), dtype=np.int64)
-    ids[:, 0], ids[:, -1] = 101, 102
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    """The bench's synthetic feed: seeded ids between [CLS] and [SEP], every token real."""
+    return build_feeds(fixed(batch, seq), {"input_ids": ("batch", "sequence"),
+                                           "attention_mask": ("batch", "sequence")})[0]
 
 
 def ensure_artifacts(model: str, root: Path) -> dict[str, Path]:
@@ -174,7 +172,7 @@ def measure(cands: list[Candidate], rounds: int, iters: int, warmup: int = 3) ->
         c.samples += [x / 1e9 for x in ns[c.name]]
 
 
-def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> dict:
+def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> Profile:
     """Per-layer-type time of the best of `reps` runs, from OpenVINO's PERF_COUNT (static shape, latency)."""
     import openvino as ov
 
@@ -200,10 +198,9 @@ def profile_openvino(artifact: Path, batch: int, seq: int, reps: int = 10) -> di
         key = f"{p.node_type} ({p.exec_type})"
         by_type[key][0] += p.real_time.total_seconds() * 1e3
         by_type[key][1] += 1
-    rows = sorted(({"layer_type": k, "ms": round(v[0], 3), "count": v[1]} for k, v in by_type.items()),
-                  key=lambda r: -r["ms"])
-    return {"artifact": str(artifact), "shape": f"{batch}x{seq}", "total_ms": round(best[0] * 1e3, 3), "rows": rows,
-            "gemms": gemm_roles(compiled, best[1])}
+    rows = sorted((LayerTime(k, round(v[0], 3), v[1]) for k, v in by_type.items()), key=lambda r: -r.ms)
+    return Profile(str(artifact), f"{batch}x{seq}", round(best[0] * 1e3, 3), rows,
+                   [GemmTime(**g) for g in gemm_roles(compiled, best[1])])
 
 
 GEMM_ROLES = ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2", "pre_classifier", "classifier")
@@ -228,7 +225,7 @@ def gemm_roles(compiled, info) -> list[dict]:
              "gops": round(v[2] / v[0] / 1e6, 1) if v[0] else None} for k, v in sorted(roles.items(), key=lambda kv: -kv[1][0])]
 
 
-def run(args) -> dict:
+def run(args) -> Int8FloorReport:
     import torch
 
     from exporters.cls_pruning import saved_flops
@@ -242,11 +239,8 @@ def run(args) -> dict:
     loaded = load_model(args.model, TASK)
     plain = plain_nncf(paths["fp32"], args.calibration_size)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    report = {"schema_version": SCHEMA_VERSION, "cls_pruning": "reassociated", "model": args.model, "task": TASK,
-              "threads": threads, "timer": "time.perf_counter_ns around one blocking call (benchmarks/bench/timing.py)",
-              "rounds": args.rounds, "iters": args.iters,
-              "cpu": cpu_info(), "versions": library_versions("torch", "onnxruntime", "openvino", "nncf", "numpy"),
-              "shapes": []}
+    cpu, versions = cpu_info(), library_versions("torch", "onnxruntime", "openvino", "nncf", "numpy")
+    results = []
     for batch, seq in shapes:
         cands = candidates_for(batch, seq, loaded, plain, paths, threads)
         peaks = {}
@@ -267,57 +261,22 @@ def run(args) -> dict:
         def executed(c: Candidate) -> float:
             return pruned_flops if c.cls_pruned else flops
 
-        rows = [{"name": c.name, "kind": c.kind, "what": c.what, "best_ms": min(c.samples) * 1e3,
-                 "median_ms": statistics.median(c.samples) * 1e3, "pct_of_floor": 100 * floor_ms / (min(c.samples) * 1e3),
-                 "executed_gflop": executed(c) / 1e9, "pct_of_peak_executed": 100 * executed(c) / min(c.samples) / peak / 1e9,
-                 "vs_eager": eager / min(c.samples), "vs_plain_nncf": plain_best / min(c.samples),
-                 "samples_ms": [round(s * 1e3, 3) for s in c.samples]} for c in cands]
-        fastest = min((r for r in rows if r["kind"] == "project"), key=lambda r: r["best_ms"])
-        entry = {"shape": f"{batch}x{seq}", "gflop": flops / 1e9, "peak_gops": peak, "peak_gops_by_shape": peaks,
-                 "peak_gops_1_thread": peak1, "floor_ms": floor_ms, "rows": rows, "fastest_project": fastest["name"]}
+        rows = [CandidateResult(
+            c.name, c.kind, c.what, best_ms=min(c.samples) * 1e3, median_ms=statistics.median(c.samples) * 1e3,
+            pct_of_floor=100 * floor_ms / (min(c.samples) * 1e3), executed_gflop=executed(c) / 1e9,
+            pct_of_peak_executed=100 * executed(c) / min(c.samples) / peak / 1e9, vs_eager=eager / min(c.samples),
+            vs_plain_nncf=plain_best / min(c.samples), samples_ms=[round(s * 1e3, 3) for s in c.samples])
+            for c in cands]
+        fastest = min((r for r in rows if r.kind == "project"), key=lambda r: r.best_ms)
+        profile = None
         if args.profile:  # the fastest OpenVINO project candidate's artifact
             fastest_ov = min((c for c in cands if c.artifact and c.artifact.startswith("ov-")), key=lambda c: min(c.samples))
-            entry["profile"] = profile_openvino(paths[fastest_ov.artifact], batch, seq)
-        report["shapes"].append(entry)
-    return report
-
-
-def render(report: dict) -> str:
-    """Markdown from the JSON report (a pure function: old reports re-render the same)."""
-    out = [f"# INT8 floor benchmark: {report['model']} {report['task']}", "",
-           f"CPU {report['cpu']['model']} ({report['cpu']['logical_cpus']} logical CPUs; "
-           f"ISA: {isa_text(report['cpu'])}), {report['threads']} threads. "
-           f"Timer: {report['timer']}. "
-           f"{report['rounds']} interleaved rounds x {report['iters']} calls per candidate, one process.", ""]
-    for s in report["shapes"]:
-        out += [f"## bs{s['shape']}", "",
-                f"{s['gflop']:.2f} GFLOP. INT8 GEMM peak (best-of-N torch._int_mm, {report['threads']} threads, best of "
-                f"the model's GEMM shapes): **{s['peak_gops']:.0f} GOPS** (1 thread: {s['peak_gops_1_thread']:.0f}). "
-                f"Floor: **{s['floor_ms']:.2f} ms**.", "",
-                "`% of floor` divides the floor (the full model's FLOPs at the peak) by the best latency. `-cls` "
-                f"candidates {CLS_PRUNING[report.get('cls_pruning', 'reassociated')]} (same answers: parity judges "
-                "them), so they run fewer FLOPs; `% of peak` is their GEMM rate on the FLOPs they do run.", "",
-                "| candidate | kind | best ms | median ms | % of floor (best) | GFLOP run | % of peak on them | "
-                "x eager fp32 | x plain nncf |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in sorted(s["rows"], key=lambda r: r["best_ms"]):
-            bold = "**" if r["name"] == s["fastest_project"] else ""
-            run_gflop = f"{r['executed_gflop']:.2f}" if "executed_gflop" in r else f"{s['gflop']:.2f}"
-            pct_peak = r.get("pct_of_peak_executed", r["pct_of_floor"])
-            out.append(f"| {bold}{r['name']}{bold} | {r['kind']} | {r['best_ms']:.2f} | {r['median_ms']:.2f} | "
-                       f"{r['pct_of_floor']:.1f}% | {run_gflop} | {pct_peak:.1f}% | {r['vs_eager']:.2f} | "
-                       f"{r['vs_plain_nncf']:.2f} |")
-        out += ["", "GEMM peak by shape (GOPS): " + ", ".join(f"{k} {v:.0f}" for k, v in s["peak_gops_by_shape"].items())]
-        if prof := s.get("profile"):
-            out += ["", f"Per-layer profile of {Path(prof['artifact']).name} at {prof['shape']} (OpenVINO PERF_COUNT, "
-                        f"best of 10, total {prof['total_ms']:.2f} ms):", "", "| layer type (kernel) | count | ms |", "|---|---|---|"]
-            out += [f"| {r['layer_type']} | {r['count']} | {r['ms']:.2f} |" for r in prof["rows"][:12]]
-            if gemms := prof.get("gemms"):  # older reports have none
-                out += ["", "Its GEMMs by role (FLOPs from the compiled model's shapes; % of the INT8 peak above):", "",
-                        "| GEMM | count | ms | GFLOP | GOPS | % of peak |", "|---|---|---|---|---|---|"]
-                out += [f"| {g['role']} | {g['count']} | {g['ms']:.2f} | {g['gflop']:.3f} | {g['gops'] or 0:.0f} | "
-                        f"{100 * (g['gops'] or 0) / s['peak_gops']:.0f}% |" for g in gemms]
-        out.append("")
-    return "\n".join(out)
+            profile = profile_openvino(paths[fastest_ov.artifact], batch, seq)
+        results.append(ShapeResult(f"{batch}x{seq}", flops / 1e9, peak, peaks, peak1, floor_ms, rows, fastest.name,
+                                   profile))
+    return Int8FloorReport(cls_pruning="reassociated", model=args.model, task=TASK, threads=threads,
+                           timer="time.perf_counter_ns around one blocking call (benchmarks/bench/timing.py)",
+                           rounds=args.rounds, iters=args.iters, cpu=cpu, versions=versions, shapes=results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,15 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-profile", dest="profile", action="store_false")
     p.add_argument("--out", type=Path, default=Path("reports"))
     args = p.parse_args(argv)
-    report = run(args)
-    from runtimes.artifact import write_text_atomic
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "int8-floor.json", json.dumps(report, indent=1))
-    text = render(report)
-    write_text_atomic(args.out / "int8-floor.md", text)
-    print(text)
-    print(f"wrote {args.out / 'int8-floor.json'} and {args.out / 'int8-floor.md'}")
+    paths = write_report(run(args), args.out, render, indent=1)
+    print(paths["md"].read_text())
+    print(f"wrote {paths['json']} and {paths['md']}")
     return 0
 
 

@@ -57,7 +57,12 @@ def _build(tp, value, at: str):
     if tp is typing.Any or tp is object:
         return value
     if origin in (typing.Union, types.UnionType):
-        for option in args:
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None holding an X: X's own error names the field inside it
+            return _build(options[0], value, at)
+        for option in options:
             try:
                 return _build(option, value, at)
             except _Mistyped:
@@ -70,7 +75,7 @@ def _build(tp, value, at: str):
     if dataclasses.is_dataclass(tp):
         return _dataclass(tp, value, at)
     if origin in (tuple, list) or tp in (tuple, list):
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):
             raise _Mistyped(f"{at}: expected a list, got {type(value).__name__}")
         item = args[0] if args else typing.Any
         built = [_build(item, v, f"{at}[{i}]") for i, v in enumerate(value)]
@@ -118,8 +123,8 @@ def load(cls, path: str | os.PathLike):
 
 
 def as_dict(report) -> dict:
-    """The report as JSON-able data, schema_version first."""
-    d = dataclasses.asdict(report)
+    """The report as the JSON document it is written as (lists, not tuples), schema_version first."""
+    d = json.loads(json.dumps(dataclasses.asdict(report)))
     return {"schema_version": d.pop("schema_version"), **d}
 
 

@@ -21,7 +21,7 @@ REPORTS = (
     (("serve-bench/*.json", "serve-bench/*/serve-bench.json"), "benchmarks.serve_bench.render:to_markdown"),
     (("matrix/matrix.json",), "benchmarks.artifact_matrix:render"),
     (("matrix/parity-*.json",), "benchmarks.parity.report:to_markdown"),
-    (("int8-floor/int8-floor.json", "int8-floor/run*/int8-floor.json"), "benchmarks.int8_floor:render"),
+    (("int8-floor/int8-floor.json", "int8-floor/run*/int8-floor.json"), "benchmarks.int8_floor_report:render"),
     (("tensorrt/trt-builds.json",), "benchmarks.trt_builds:render"),
     (("edge/edge.json",), "benchmarks.edge_report:to_markdown"),
     (("edge/drift.json",), "benchmarks.arm_drift:render"),

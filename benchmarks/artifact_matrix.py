@@ -9,16 +9,17 @@ passed parity."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
-import json
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from benchmarks.report_io import parse, read_json, write_report
 from exporters.cls_pruning import CLS_TASKS
-from runtimes.artifact import write_text_atomic
 from runtimes.errors import ConfigError
 from runtimes.heads import TASKS
 from runtimes.procs import cli_argv
@@ -81,14 +82,61 @@ KINDS: tuple[Kind, ...] = (
 )
 
 
-def build(kind: Kind, model: str, task: str, root: Path, rebuild: bool, log: Path, dry: bool = False) -> dict:
+@dataclass(frozen=True)
+class Cell:
+    """One artifact type on one task; a field that does not apply to the status is null."""
+    status: str  # built, reused, not built, build-failed, n/a (the type does not fit the task), not run here
+    path: str | None  # the artifact directory (null for n/a)
+    why: str | None  # n/a: why the type does not fit the task; not run here: what the engine needs
+    seconds: float | None  # build time, when this run built it
+    exit: int | None  # build-failed: the CLI's exit status
+    error: str | None  # build-failed: the last lines of build.log
+    parity: str | None  # "pass" or "fail", when judged
+    precision: str | None  # the precision parity judged it at
+    checks: dict[str, float] | None  # the judged checks' values
+    failed: tuple[str, ...] | None  # the judged checks that failed
+
+
+def cell(status: str, **fields) -> Cell:
+    return Cell(status, **{**dict.fromkeys(f.name for f in dataclasses.fields(Cell)[1:]), **fields})
+
+
+@dataclass(frozen=True)
+class MatrixReport:
+    FILE: ClassVar[str] = "matrix.json"
+    MADE_BY: ClassVar[str] = "python -m benchmarks.artifact_matrix"
+    # 2: every cell carries every Cell field (null where it does not apply); version 1 cells listed only the
+    # fields that apply, and read through upgrade_v1
+    SCHEMA_VERSION: ClassVar[int] = 2
+    model: str
+    corpus: str  # the parity corpus, ci or full
+    types: tuple[str, ...]  # artifact types, in row order
+    summaries: dict[str, str]  # artifact type -> one line on what it is
+    tasks: tuple[str, ...]  # in column order
+    cells: dict[str, dict[str, Cell]]  # task -> artifact type -> cell
+    command: str
+    schema_version: int = SCHEMA_VERSION
+
+
+def upgrade_v1(doc):
+    """A version 1 matrix as version 2: each cell's absent fields as null (nothing else changes, an unknown field
+    stays and is refused by parse); anything else is returned as it is."""
+    if not (isinstance(doc, dict) and doc.get("schema_version") == 1 and isinstance(doc.get("cells"), dict)):
+        return doc
+    blank = dict.fromkeys(f.name for f in dataclasses.fields(Cell))
+    cells = {task: {k: {**blank, **c} if isinstance(c, dict) else c for k, c in row.items()}
+             if isinstance(row, dict) else row for task, row in doc["cells"].items()}
+    return {**doc, "schema_version": 2, "cells": cells}
+
+
+def build(kind: Kind, model: str, task: str, root: Path, rebuild: bool, log: Path, dry: bool = False) -> Cell:
     out = root / model / task / kind.name
     if kind.tasks and task not in kind.tasks:
-        return {"status": "n/a", "why": kind.why_not}
+        return cell("n/a", why=kind.why_not)
     if (out / "manifest.json").is_file() and not rebuild:
-        return {"status": "reused", "path": str(out)}
+        return cell("reused", path=str(out))
     if dry:
-        return {"status": "not built", "path": str(out)}
+        return cell("not built", path=str(out))
     src = root / model / task / kind.source
     args = [a.format(model=model, task=task, out=out, src=src) for a in kind.args]
     cmd = [*CLI, *args]
@@ -100,9 +148,8 @@ def build(kind: Kind, model: str, task: str, root: Path, rebuild: bool, log: Pat
     seconds = round(time.perf_counter() - t0, 1)
     if proc.returncode != 0 or not (out / "manifest.json").is_file():
         tail = log.read_text().splitlines()[-6:]
-        return {"status": "build-failed", "path": str(out), "seconds": seconds, "exit": proc.returncode,
-                "error": " | ".join(tail)}
-    return {"status": "built", "path": str(out), "seconds": seconds}
+        return cell("build-failed", path=str(out), seconds=seconds, exit=proc.returncode, error=" | ".join(tail))
+    return cell("built", path=str(out), seconds=seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,42 +176,41 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     log = a.out / "build.log"
     kinds = [k for k in KINDS if k.name in types or any(j.source == k.name for j in KINDS if j.name in types)]
-    cells: dict[str, dict[str, dict]] = {t: {} for t in tasks}
+    cells: dict[str, dict[str, Cell]] = {t: {} for t in tasks}
     for task in tasks:
         for kind in kinds:
-            r = build(kind, a.model, task, a.artifacts, a.rebuild and kind.name != SOURCE, log, a.no_build)
-            cells[task][kind.name] = r
-            print(f"{task:22s} {kind.name:30s} {r['status']}{' ' + str(r.get('seconds')) + ' s' if 'seconds' in r else ''}",
-                  flush=True)
-            if kind.name == SOURCE and r["status"] == "build-failed":
+            c = build(kind, a.model, task, a.artifacts, a.rebuild and kind.name != SOURCE, log, a.no_build)
+            cells[task][kind.name] = c
+            print(f"{task:22s} {kind.name:30s} {c.status}{'' if c.seconds is None else f' {c.seconds} s'}", flush=True)
+            if kind.name == SOURCE and c.status == "build-failed":
                 break  # every other type starts from it
-    report = {"schema_version": 1, "model": a.model, "corpus": a.corpus, "types": [k.name for k in kinds],
-              "summaries": {k.name: k.summary for k in kinds}, "tasks": tasks, "cells": cells,
-              "command": "python -m benchmarks.artifact_matrix " + " ".join(argv if argv is not None else sys.argv[1:])}
     for task in tasks:  # engines this machine cannot run are never judged here, and never shown as pass
-        for c in cells[task].values():
-            if c["status"] in ("built", "reused") and (why := not_runnable_here(Path(c["path"]))):
-                c.update(status="not run here", why=why)
+        for name, c in cells[task].items():
+            if c.status in ("built", "reused") and (why := not_runnable_here(Path(c.path))):
+                cells[task][name] = dataclasses.replace(c, status="not run here", why=why)
     if not a.no_parity:
         if a.parity_from:
             targets = [t for f in a.parity_from for t in _corpus_checked(f, a.corpus)["targets"]]
         else:
-            dirs = [c["path"] for t in tasks for c in cells[t].values() if c["status"] in ("built", "reused")]
+            dirs = [c.path for t in tasks for c in cells[t].values() if c.status in ("built", "reused")]
             targets = []
             if dirs:
                 subprocess.run([*CLI, "parity", *dirs, "--corpus", a.corpus, "--out", str(a.out)])
-                targets = json.loads((a.out / "parity.json").read_text())["targets"]
+                targets = _parity(a.out / "parity.json")["targets"]
         for t in targets:
             task, name = Path(t["artifact"]).parts[-2:]
             if name in cells.get(task, {}):
                 judged = [c for c in t["checks"] if c["passed"] is not None]
-                cells[task][name].update(parity="pass" if t["passed"] else "fail", precision=t["precision"],
-                                         checks={c["name"]: c["value"] for c in judged},
-                                         failed=[c["name"] for c in judged if not c["passed"]])
-    write_text_atomic(a.out / "matrix.json", json.dumps(report, indent=1))
-    write_text_atomic(a.out / "matrix.md", render(report))
-    print(f"wrote {a.out / 'matrix.md'} and {a.out / 'matrix.json'}")
-    ok = all(c["status"] in ("built", "reused", "n/a", "not run here") and c.get("parity", "pass") == "pass"
+                cells[task][name] = dataclasses.replace(
+                    cells[task][name], parity="pass" if t["passed"] else "fail", precision=t["precision"],
+                    checks={c["name"]: c["value"] for c in judged}, failed=tuple(c["name"] for c in judged
+                                                                               if not c["passed"]))
+    report = MatrixReport(a.model, a.corpus, tuple(k.name for k in kinds), {k.name: k.summary for k in kinds},
+                          tuple(tasks), cells, "python -m benchmarks.artifact_matrix "
+                          + " ".join(argv if argv is not None else sys.argv[1:]))
+    paths = write_report(report, a.out, render, indent=1)
+    print(f"wrote {paths['md']} and {paths['json']}")
+    ok = all(c.status in ("built", "reused", "n/a", "not run here") and c.parity in (None, "pass")
              for t in tasks for c in cells[t].values())
     return 0 if ok else 1
 
@@ -186,49 +232,52 @@ def not_runnable_here(path: Path) -> str | None:
     return None
 
 
+def _parity(path: Path) -> dict:
+    return read_json(path, "distilbert-deploy parity DIR ... --out DIR", "parity.json")
+
+
 def _corpus_checked(path: Path, corpus: str) -> dict:
-    report = json.loads(path.read_text())
+    report = _parity(path)
     if (report.get("corpus") or {}).get("size") != corpus:
         raise ConfigError(f"{path} was judged on corpus {report.get('corpus')!r}, not {corpus!r}. "
                           f"Fix: pass reports made with --corpus {corpus}, or --corpus to match")
     return report
 
 
-def render(report: dict) -> str:
-    tasks, types = report["tasks"], report["types"]
-    lines = [f"# Artifact matrix: {report['model']}", "",
-             f"Every artifact type on every task, judged by the parity suite (`--corpus {report['corpus']}`) against "
-             f"PyTorch fp32. Command: `{report['command']}`.", "",
-             "| artifact type | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for k in types:
-        row = []
-        for t in tasks:
-            c = report["cells"][t].get(k)
-            if c is None or c["status"] == "not built":
-                row.append("not built")
-            elif c["status"] == "build-failed":
-                row.append("BUILD FAILED")
-            elif c["status"] == "n/a":
-                row.append("n/a")
-            elif c["status"] == "not run here":
-                row.append(f"built, not run here: {c['why']}")
-            elif "parity" not in c:
-                row.append(c["status"])
-            else:
-                delta, flat = c["checks"].get("accuracy_delta"), c["checks"].get("flat_head_cosine")
-                row.append(("pass" if c["parity"] == "pass" else "**FAIL** " + ",".join(c["failed"]))
-                           + (f" (Δacc {delta:+.4f})" if isinstance(delta, float) else "")
-                           + (f" (cos {flat:.3f}†)" if isinstance(flat, float) else ""))
+def _verdict(c: Cell) -> str:
+    if c.status == "not built":
+        return "not built"
+    if c.status == "build-failed":
+        return "BUILD FAILED"
+    if c.status == "n/a":
+        return "n/a"
+    if c.status == "not run here":
+        return f"built, not run here: {c.why}"
+    if c.parity is None:
+        return c.status
+    delta, flat = (c.checks or {}).get("accuracy_delta"), (c.checks or {}).get("flat_head_cosine")
+    return (("pass" if c.parity == "pass" else "**FAIL** " + ",".join(c.failed or ()))
+            + (f" (Δacc {delta:+.4f})" if delta is not None else "")
+            + (f" (cos {flat:.3f}†)" if flat is not None else ""))
+
+
+def render(doc: dict) -> str:
+    r = parse(MatrixReport, upgrade_v1(doc), MatrixReport.FILE)
+    lines = [f"# Artifact matrix: {r.model}", "",
+             f"Every artifact type on every task, judged by the parity suite (`--corpus {r.corpus}`) against "
+             f"PyTorch fp32. Command: `{r.command}`.", "",
+             "| artifact type | " + " | ".join(r.tasks) + " |", "|---|" + "---|" * len(r.tasks)]
+    for k in r.types:
+        row = ["not built" if (c := r.cells[t].get(k)) is None else _verdict(c) for t in r.tasks]
         lines.append(f"| `{k}` | " + " | ".join(row) + " |")
-    why = {k: next((c["why"] for t in tasks if (c := report["cells"][t].get(k, {})).get("status") == "n/a"), "")
-           for k in types}
-    if any("flat_head_cosine" in c.get("checks", {}) for t in tasks for c in report["cells"][t].values()):
+    why = {k: next((c.why for t in r.tasks if (c := r.cells[t].get(k)) and c.status == "n/a"), "") for k in r.types}
+    if any("flat_head_cosine" in (c.checks or {}) for t in r.tasks for c in r.cells[t].values()):
         lines += ["", "† The head is untrained (fewer than 10 of its fp32 answers on the corpus are decisive: "
                   "every one is a near-tie), so parity judged it by `flat_head_cosine`, the worst-case cosine of its "
                   "raw outputs against PyTorch fp32 (int8 bar 0.95, bf16 0.98, fp16 0.99), instead of by its answers."]
     lines += ["", "Types (n/a: why the type does not apply to that task):", ""]
-    lines += [f"- `{k}`: {report['summaries'][k]}" + (f"; n/a: {why[k]}" if why[k] else "") for k in types]
-    failed = [(t, k, c.get("error", "")) for t in tasks for k, c in report["cells"][t].items() if c["status"] == "build-failed"]
+    lines += [f"- `{k}`: {r.summaries[k]}" + (f"; n/a: {why[k]}" if why[k] else "") for k in r.types]
+    failed = [(t, k, c.error or "") for t in r.tasks for k, c in r.cells[t].items() if c.status == "build-failed"]
     if failed:
         lines += ["", "Build failures:", ""] + [f"- {t} / {k}: {e[:400]}" for t, k, e in failed]
     return "\n".join(lines) + "\n"

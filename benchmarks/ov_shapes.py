@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench.timing import CallHandle, rotated_passes
+
 
 def feed(length: int, batch: int = 1) -> dict:
     """The bench's synthetic feed (seeded ids between [CLS] and [SEP], every token real) at batch x length."""
@@ -29,8 +31,6 @@ def feed(length: int, batch: int = 1) -> dict:
 
 def median_ms(request, f, n: int) -> float:
     """Median ms of n calls after 5 untimed ones (the harness's call handle)."""
-    from benchmarks.bench.timing import CallHandle
-
     return float(np.median(CallHandle(request.infer, [f]).run("probe", n, rewarm=5)) / 1e6)
 
 
@@ -50,16 +50,15 @@ def batch_profile(core, model, cfg, calls: int) -> str:
     per_shape = {s: compiled(s) for s in set(shapes)}
     ways = {"dynamic": lambda b, n: dyn, f"per (batch, bucket), {len(per_shape)} models": lambda b, n: per_shape[(b, n)],
             f"per bucket, batch dynamic, {len(per_bucket)} models": lambda b, n: per_bucket[n]}
-    spent = dict.fromkeys(ways, 0.0)
-    for rep in range(2):  # the first pass warms every model and shape up; the second is timed
+    def mixed(timed):
         for b, n in shapes:
             f = feed(n, b)
             for way, pick in ways.items():
-                r = pick(b, n)
-                t = time.perf_counter()
-                r.infer(f)
-                spent[way] += (time.perf_counter() - t) * rep
-    return "mixed batches: " + ", ".join(f"{w} {t / len(shapes) * 1e3:.2f}" for w, t in spent.items()) + " ms a call"
+                timed(way, pick(b, n).infer, f)
+
+    # the first pass warms every model and shape up; the second is timed
+    spent = rotated_passes({"mixed": mixed}, 1, warm_rounds=1, settle_s=0)
+    return "mixed batches: " + ", ".join(f"{w} {sum(spent[w]) / len(shapes) / 1e6:.2f}" for w in ways) + " ms a call"
 
 
 def tweet_rows(path: Path, max_length: int = 128) -> list[list[int]]:
@@ -93,16 +92,16 @@ def feeding_profile(path: Path, rounds: int) -> str:
         rt._requests(p)[0].infer(p)
 
     ways = {"runtime (in place)": rt.infer, "np.pad + infer(feed)": padded}
-    spent = dict.fromkeys(ways, 0.0)
-    for rep in range(rounds + 1):  # the first pass warms up
+
+    def tweets(timed):
         for i, f in enumerate(feeds):
             for way in (list(ways) if i % 2 else list(ways)[::-1]):
-                t = time.perf_counter()
-                ways[way](f)
-                spent[way] += (time.perf_counter() - t) * (rep > 0)
+                timed(way, ways[way], f)
+
+    spent = rotated_passes({"tweets": tweets}, rounds, warm_rounds=1, settle_s=0)  # the first pass warms up
     rt.close()
     n = rounds * len(feeds)
-    return "tweets one at a time: " + ", ".join(f"{w} {t / n * 1e3:.2f}" for w, t in spent.items()) + " ms a call"
+    return "tweets one at a time: " + ", ".join(f"{w} {sum(spent[w]) / n / 1e6:.2f}" for w in ways) + " ms a call"
 
 
 def bucket_sets_profile(path: Path, sets: str, rounds: int) -> str:
@@ -116,16 +115,15 @@ def bucket_sets_profile(path: Path, sets: str, rounds: int) -> str:
         return "bucket sets: not a bucketed artifact (no recipe.runtime_defaults.sequence_buckets)"
     feeds = tweet_feeds(path)
     choices = [tuple(int(x) for x in one.split(",")) for one in sets.split(";")]
-    spent = {c: [] for c in choices}
-    for r in range(rounds + 1):  # round 0 compiles and warms every set's models
-        for c in choices[r % len(choices):] + choices[:r % len(choices)]:
+    def with_set(c):
+        def one_pass(timed):
             rt.buckets = c + tuple(b for b in (96, 128, 256, 512) if b > c[-1])
-            time.sleep(0.05)
             for f in feeds:
-                t = time.perf_counter_ns()
-                rt.infer(f)
-                if r:
-                    spent[c].append(time.perf_counter_ns() - t)
+                timed(c, rt.infer, f)
+        return one_pass
+
+    # round 0 compiles and warms every set's models
+    spent = rotated_passes({c: with_set(c) for c in choices}, rounds, warm_rounds=1)
     rt.close()
     return "tweets one at a time by bucket set: " + ", ".join(
         f"{'/'.join(map(str, c))}: mean {np.mean(x) / 1e6:.3f} p50 {np.median(x) / 1e6:.3f}" for c, x in spent.items()) + " ms"
@@ -162,16 +160,10 @@ def bounded_profile(core, model, cfg, path: Path, rounds: int) -> str:
             "dynamic exact": lambda r: dyn.infer(padded(r, len(r))),
             "bounded 1..64 exact": lambda r: bounded.infer(padded(r, len(r))),
             "bounded 1..64 padded": lambda r: bounded.infer(padded(r, bucket(len(r))))}
-    spent = {w: [] for w in ways}
-    names = list(ways)
-    for r in range(rounds + 1):
-        for w in names[r % len(names):] + names[:r % len(names)]:
-            time.sleep(0.05)
-            for row in rows:
-                t = time.perf_counter_ns()
-                ways[w](row)
-                if r:
-                    spent[w].append(time.perf_counter_ns() - t)
+    def one_pass(w):
+        return lambda timed: [timed(w, ways[w], row) for row in rows]
+
+    spent = rotated_passes({w: one_pass(w) for w in ways}, rounds, warm_rounds=1)
     return "tweets one at a time, the IR called directly: " + ", ".join(
         f"{w} mean {np.mean(x) / 1e6:.3f}" for w, x in spent.items()) + " ms"
 
@@ -216,16 +208,15 @@ def switching_profile(core, model, cfg, n: int, rounds: int, calls: int) -> str:
             "with a 0.3 ms sleep": [(a, fa), (lambda: time.sleep(3e-4), None)],
             "with a 16 MB sweep": [(a, fa), (lambda: sweep.sum(), None)],
             "dynamic alone": [(d, fa)], f"dynamic with 1x{n + 8}": [(d, fa), (d, fc)]}
-    spent = {w: [] for w in ways}
-    for r in range(rounds):
-        for w in list(ways)[r % len(ways):] + list(ways)[:r % len(ways)]:
-            time.sleep(0.05)
+    def one_pass(w):
+        def run(timed):
             steps = ways[w] * (calls // len(ways[w]))
             for i, (step, f) in enumerate(steps[:2] + steps):
-                t = time.perf_counter_ns()
-                step() if f is None else step.infer(f)
-                if i >= 2 and step is steps[0][0] and f is fa:
-                    spent[w].append(time.perf_counter_ns() - t)
+                call = step if f is None else (lambda s=step, f=f: s.infer(f))
+                timed(w, call) if i >= 2 and step is steps[0][0] and f is fa else call()
+        return run
+
+    spent = rotated_passes({w: one_pass(w) for w in ways}, rounds, warm_rounds=0)
     return (f"switching at 1x{n} (the 1x{n} call): "
             + ", ".join(f"{w} {np.median(x) / 1e6:.3f}" for w, x in spent.items()) + " ms")
 
@@ -267,10 +258,9 @@ def main(argv=None) -> int:
             st = core.compile_model(fixed, "CPU", cfg).create_infer_request()
             cells.append(f"1x{n}: dynamic {median_ms(dyn, feed(n), a.calls):.2f} / static {median_ms(st, feed(n), a.calls):.2f} ms")
         lengths = np.random.default_rng(1).integers(10, 60, 100)
-        t = time.perf_counter()
-        for n in lengths:
-            dyn.infer(feed(int(n)))
-        cells.append(f"random lengths 10-60: dynamic {(time.perf_counter() - t) / len(lengths) * 1e3:.2f} ms a call")
+        spent = rotated_passes({"random": lambda timed: [timed("random", dyn.infer, feed(int(n))) for n in lengths]},
+                               1, warm_rounds=0, settle_s=0)["random"]
+        cells.append(f"random lengths 10-60: dynamic {sum(spent) / len(lengths) / 1e6:.2f} ms a call")
         if a.batches:
             cells.append(batch_profile(core, model, cfg, a.calls))
         if a.profile:

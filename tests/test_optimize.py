@@ -416,3 +416,107 @@ def test_book_round_trip(tmp_path, tiny_artifacts):
     update_manifest(art, recipe={"accuracy_control": {"kept_fp32": ["a", "b"]}})
     remember(tmp_path, "k/text-classification/x", art)
     assert read_book(tmp_path)["k/text-classification/x"] == ["a", "b"]
+
+
+# ------------------------------------------------------------------ the selection report: typed and versioned
+
+def _committed_selections():
+    from pathlib import Path
+
+    docs = Path(__file__).parents[1] / "docs"
+    return [docs / "demo" / "selection.json", *sorted((docs / "optimize").glob("*.json"))]
+
+
+def _within(small, big, at="") -> None:
+    """Every key and value of `small` is in `big` (an upgrade only adds keys)."""
+    if isinstance(small, dict):
+        assert isinstance(big, dict), at
+        for k, v in small.items():
+            assert k in big, f"{at}.{k}"
+            _within(v, big[k], f"{at}.{k}")
+    elif isinstance(small, list):
+        assert isinstance(big, list) and len(big) == len(small), at
+        for i, (a, b) in enumerate(zip(small, big)):
+            _within(a, b, f"{at}[{i}]")
+    else:
+        assert small == big and type(small) is type(big), at
+
+
+@pytest.mark.parametrize("path", _committed_selections(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_committed_selection_reads_as_version_1_and_round_trips(path):
+    from benchmarks.optimize.report import SelectionReport, read_report, upgrade_unversioned
+    from benchmarks.report_io import as_dict
+
+    doc = json.loads(path.read_text())
+    assert "schema_version" not in doc  # written before the report was versioned
+    up = upgrade_unversioned(doc)
+    _within(doc, up)
+    report = read_report(doc)
+    assert isinstance(report, SelectionReport) and report.schema_version == 1
+    assert as_dict(report) == up
+    assert report.winner == doc["winner"] and report.winner_recipe.id == doc["winner"]
+    assert len(report.candidates) == len(doc["candidates"])
+    peers = [r for r in report.candidates if r.kind != "candidate"]
+    assert peers and all(r.recipe is None and r.full is None and r.path is None for r in peers)
+
+
+def test_an_unversioned_peer_row_reads_as_unjudged_with_no_reason():
+    from benchmarks.optimize.report import read_report
+
+    doc = json.loads(_committed_selections()[1].read_text())  # docs/optimize/amx-2.json
+    base = next(r for r in doc["candidates"] if r["id"] == "torch-eager-fp32")
+    assert "ci" not in base and "reason" not in base
+    row = next(r for r in read_report(doc).candidates if r.id == "torch-eager-fp32")
+    assert (row.kind, row.ci, row.reason, row.build_note) == ("baseline", None, "", None)
+    assert row.p50 == base["p50"]
+
+
+def _malformed(edit):
+    from benchmarks.optimize.report import upgrade_unversioned
+
+    d = upgrade_unversioned(json.loads(_committed_selections()[0].read_text()))
+    edit(d)
+    return d
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["candidates"][3].update(ci="yes"), "candidates[3].ci"),
+    (lambda d: d["selection"]["best_peer"]["1x128"].update(ratio="fast"), "best_peer.1x128.ratio"),
+    (lambda d: d.pop("winner_recipe"), "missing field(s) winner_recipe"),
+    (lambda d: d["targets"][0].pop("limit"), "missing field(s) limit"),
+    (lambda d: d["candidates"][0]["recipe"].update(static_buckets="16,32"), "recipe.static_buckets"),
+    (lambda d: d.update(speedup=2.0), "unknown field(s) speedup"),
+    (lambda d: d["bench"].update(workloads=["tweets-bs1"]), "bench.workloads"),
+])
+def test_a_malformed_selection_is_a_report_error_naming_the_field(edit, field):
+    from benchmarks.optimize.report import to_markdown
+    from benchmarks.report_io import ReportError
+    from runtimes.errors import ConfigError
+
+    with pytest.raises(ReportError, match="malformed selection.json") as e:
+        to_markdown(_malformed(edit))
+    assert field in str(e.value) and "make optimize" in str(e.value)
+    assert issubclass(ReportError, ConfigError)  # the CLI's exit 2
+
+
+@pytest.mark.parametrize("version", [0, 2, "1", None])
+def test_a_selection_of_another_schema_version_is_a_report_error(version):
+    from benchmarks.optimize.report import read_report
+    from benchmarks.report_io import ReportError
+
+    with pytest.raises(ReportError, match="schema version"):
+        read_report(_malformed(lambda d: d.update(schema_version=version)))
+
+
+def test_the_written_selection_is_version_1_and_reads_back_exactly(tiny_run):
+    from benchmarks.optimize.report import read_report, to_markdown
+    from benchmarks.report_io import as_dict
+
+    d, root = tiny_run
+    written = json.loads((root / "rep" / "selection.json").read_text())
+    assert written["schema_version"] == 1 and list(written)[0] == "schema_version"
+    assert as_dict(read_report(written)) == written
+    assert to_markdown(written) == (root / "rep" / "selection.md").read_text()
+    keys = {frozenset(r) for r in written["candidates"]}
+    assert len(keys) == 1  # every row has every field: peers and baselines too
+    assert {r["id"] for r in written["candidates"]} == {r["id"] for r in d["candidates"]}

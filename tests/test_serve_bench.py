@@ -567,18 +567,3 @@ def test_realsize_texts_have_exactly_the_token_counts(tiny_classifier):
         assert len(texts) == 8 and len(set(texts)) == 8
         assert {len(tok(t)["input_ids"]) for t in texts} == {n}, n
 
-
-def test_realsize_report_sets_the_published_ratios_beside_ours():
-    from benchmarks.serve_bench.realsize import PUBLISHED, to_markdown
-
-    row = lambda n, t: {"tokens": n, "transformers": {"rps": t, "p50_ms": 1.0}, "inprocess": {"rps": 2 * t},
-                        "ours": {"rps": 3 * t, "p50_ms": 1.0, "errors": 0}}
-    d = json.loads(json.dumps({
-        "created": "now", "command": "c", "artifact": "a", "model": "base-random", "backend": "onnxruntime",
-        "precision": "fp32", "dim": 768, "config": {"texts": 8}, "environment": {"cpu": {"flags": {}}},
-        "published": PUBLISHED, "engines": {"ours": {"engine": "distilbert-deploy serve", "command": "x",
-                                                      "ready_s": 1.0, "exit_code": 0}},
-        "failures": [], "rows": [row(16, 10.0), row(64, 5.0)]}))  # through JSON: integer keys become strings
-    md = to_markdown(d)
-    assert "| 16 | 10.0 | 20.0 | 30.0 (1.00) | 3.00x | 212.0 | 4.24x |" in md
-    assert "| 64 | 5.0 | 10.0 | 15.0 (1.00) | 3.00x | 97.0 | – |" in md  # no published transformers figure at 64

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import TIMINGS
+from .timing import timed_call
 
 TIMER = "time.perf_counter_ns"
 KINDS = ("artifact", "tensorrt", "torch", "ort-default", "ort-qdynamic", "ov-nncf", "optimum-ort", "optimum-ov",
@@ -91,9 +92,7 @@ class Runner:
     def infer(self, feed): ...
 
     def call(self, feed) -> int:
-        t0 = time.perf_counter_ns()
-        self.infer(feed)
-        return time.perf_counter_ns() - t0
+        return timed_call(self.infer, feed)[1]
 
     def describe(self) -> dict:
         return {}

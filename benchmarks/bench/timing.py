@@ -1,7 +1,8 @@
 """The one timing loop of every benchmark here: the bench's scenarios (core.measure), the INT8 floor
 (benchmarks/int8_floor.py), the service bench's in-process ceiling (serve_bench/ceiling.py) and the optimize
-profile's unprofiled side-by-side (optimize/profiles.py). Only the ov_shapes probes time outside it: they alternate
-two models call by call and time one of each pair, which is what they measure.
+profile's side-by-side (optimize/profiles.py). The ov_shapes probes, which alternate models call by call and time
+some calls of a pass, use its second form, rotated_passes. Every host-timed call goes through timed_call (the bench's
+CPU runners and the operator profiles too); only CUDA runners time with events or a sync (bench/runners.py).
 
 Warm-up, then rounds over every (handle, workload) pair, the order rotated each round, until each pair has
 >= min_time_s of timed calls and >= min_iters calls (a real-text workload: whole passes over its requests), or
@@ -31,6 +32,34 @@ class Timing:
     max_time_s: float | None = None  # a pair stops once it has this much (and >= 1 call), even below min_iters
 
 
+def timed_call(call: Callable, *args) -> tuple[object, int]:
+    """(call(*args), its ns): perf_counter_ns around one blocking call, the timer of every benchmark here."""
+    t = time.perf_counter_ns()
+    out = call(*args)
+    return out, time.perf_counter_ns() - t
+
+
+def rotated_passes(passes: dict, rounds: int, *, warm_rounds: int = 1,
+                   settle_s: float = 0.05) -> dict[object, list[int]]:
+    """{key: ns} from rounds of one pass per entry of `passes`, their order rotated each round and settle_s idle
+    before each pass. A pass is a function of `timed(key, call, *args)`, which it calls for each call to be timed
+    under `key` (it may make other calls untimed); the first warm_rounds rounds are run but not kept."""
+    samples: dict[object, list[int]] = {}
+    names = list(passes)
+    for r in range(warm_rounds + rounds):
+        def timed(key, call, *args, keep=r >= warm_rounds):
+            out, ns = timed_call(call, *args)
+            if keep:
+                samples.setdefault(key, []).append(ns)
+            return out
+
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            if settle_s:
+                time.sleep(settle_s)
+            passes[name](timed)
+    return samples
+
+
 class CallHandle:
     """A handle over a plain callable: each call takes the next of `items`, in order, cycling; with no items, the
     callable takes no argument."""
@@ -46,10 +75,7 @@ class CallHandle:
             self.call(self.items[self.k % len(self.items)])
         out = []
         for _ in range(n):
-            item = self.items[self.k % len(self.items)]
-            t = time.perf_counter_ns()
-            self.call(item)
-            out.append(time.perf_counter_ns() - t)
+            out.append(timed_call(self.call, self.items[self.k % len(self.items)])[1])
             self.k += 1
         return out
 

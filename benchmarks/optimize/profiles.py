@@ -7,12 +7,12 @@ import collections
 import json
 import re
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..bench.timing import Timing, time_calls, timed_call
 from ..bench.workloads import build_feeds, fixed
 
 GEMM = re.compile(r"FullyConnected|MatMul|Gemm|Attention|Conv")  # operator names that are matrix multiplies
@@ -71,8 +71,6 @@ def side_by_side(calls: list, rounds: int = 6, n: int = 20, settle_s: float = 0.
     """Median µs of each zero-argument call, timed without profiling by the bench harness's loop at a small scale:
     turns of n calls, the order rotated each round, 2 untimed calls and a settle gap before each turn, `rounds`
     turns each."""
-    from ..bench.timing import Timing, time_calls
-
     timing = Timing(warmup=2, min_time_s=0.0, min_iters=rounds * n, calls_per_turn=n, rewarm=2, settle_s=settle_s)
     ns = time_calls({str(i): c for i, c in enumerate(calls)}, timing, "profile-side-by-side")
     return [float(np.median(ns[str(i)])) / 1e3 for i in range(len(calls))]
@@ -94,9 +92,7 @@ def _openvino(model: Model, feed: dict, calls: int, warm: int):
         request.infer(feed)
     spent, wall = collections.Counter(), 0
     for _ in range(calls):
-        t0 = time.perf_counter_ns()
-        request.infer(feed)
-        wall += time.perf_counter_ns() - t0
+        wall += timed_call(request.infer, feed)[1]
         for p in request.profiling_info:
             if p.status == p.Status.EXECUTED:
                 spent[f"{p.node_type} ({p.exec_type})"] += p.real_time.total_seconds() * 1e6 / calls
@@ -120,10 +116,7 @@ def _onnxruntime(model: Model, feed: dict, calls: int, warm: int):
         s = session(True, tmp)
         wall = 0
         for i in range(warm + calls):
-            t0 = time.perf_counter_ns()
-            s.run(None, feed)
-            if i >= warm:
-                wall += time.perf_counter_ns() - t0
+            wall += timed_call(s.run, None, feed)[1] * (i >= warm)
         events = json.loads(Path(s.end_profiling()).read_text())
     plain = session(False)
     shape = "x".join(str(n) for n in next(iter(feed.values())).shape)

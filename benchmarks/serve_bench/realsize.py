@@ -19,22 +19,120 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
+from benchmarks.report_io import as_dict, parse, write_files
 from runtimes.artifact import read_manifest
 from runtimes.errors import ConfigError, DeployError
 
 from .config import ServeBenchConfig
 
-SCHEMA_VERSION = 1
 TOKENS = (16, 32, 64, 128)
 REAL_PEERS = ("infinity", "kserve", "kserve-grpc")
+
+
+@dataclass(frozen=True)
+class Published:
+    """Figures published elsewhere, set beside ours as ratios to plain transformers."""
+    source: str
+    infinity_rps: dict[str, float]  # token count (a JSON key, so a string) -> req/s
+    transformers_rps: dict[str, float]
+
+
 # Hugging Face's commercial Infinity, DistilBERT, batch 1, end to end, 2 physical Ice Lake cores (another machine:
 # compare ratios to plain transformers, not absolute figures); plain transformers on the same cores
-PUBLISHED = {"source": "Hugging Face Infinity (commercial), DistilBERT, batch 1, end to end, 2 physical Ice Lake "
-                       "cores; plain transformers on the same cores",
-             "infinity_rps": {16: 212.0, 32: 150.0, 64: 97.0, 128: 55.0},
-             "transformers_rps": {16: 50.0, 32: 40.0}}
+PUBLISHED = Published("Hugging Face Infinity (commercial), DistilBERT, batch 1, end to end, 2 physical Ice Lake "
+                      "cores; plain transformers on the same cores",
+                      {"16": 212.0, "32": 150.0, "64": 97.0, "128": 55.0}, {"16": 50.0, "32": 40.0})
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """Calls in this process, one text per call (ceiling._timed: minimum time and count)."""
+    rps: float  # calls per second over the timed calls
+    p50_ms: float
+    calls: int
+
+
+@dataclass(frozen=True)
+class Served:
+    """One locust step at c=1 against one server."""
+    rps: float  # the step's throughput
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    tokens: int  # [CLS] and [SEP] included
+    transformers_rounds: dict[str, InProcess]  # before / after the served steps -> plain transformers
+    inprocess_rounds: dict[str, InProcess]  # before / after -> our pipeline
+    transformers: InProcess  # the faster round of each
+    inprocess: InProcess
+    served: dict[str, Served]  # engine label (ours, a peer) -> its step; an engine that failed before it is absent
+
+
+@dataclass(frozen=True)
+class Engine:
+    engine: str  # what it is, with its version
+    command: str
+    ready_s: float
+    exit_code: int | None  # after SIGTERM; None when a step failed first
+
+
+@dataclass(frozen=True)
+class Failure:
+    label: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RealSizeReport:
+    FILE: ClassVar[str] = "realsize.json"
+    MADE_BY: ClassVar[str] = "make bench-serve"
+    # 2: a row's served steps under `served` (engine label -> step: labels such as kserve-grpc are no field names);
+    # in version 1 they sat beside `tokens`, keyed by label, and an engine could lack exit_code. upgrade_from_1
+    # reads a version-1 file as version 2.
+    SCHEMA_VERSION: ClassVar[int] = 2
+    kind: str  # "serve-bench-realsize", to tell it from a serve-bench run's report
+    created: str
+    command: str
+    artifact: str
+    model: str  # the source model plain transformers loads
+    backend: str
+    precision: str
+    dim: int | None  # the model's hidden size (its config.json); None when unreadable
+    config: dict  # RealSizeConfig as run
+    environment: dict  # benchmarks.bench.env.capture(), plus load_average_end
+    published: Published
+    engines: dict[str, Engine]  # label -> its server
+    failures: tuple[Failure, ...]  # engines that could not be measured
+    rows: tuple[TokenRow, ...]  # one per token count
+    schema_version: int = SCHEMA_VERSION
+
+
+_IN_PROCESS_KEYS = ("tokens", "transformers_rounds", "inprocess_rounds", "transformers", "inprocess")
+
+
+def upgrade_from_1(doc):
+    """A version-1 report document as version 2 (a new dict; anything else is returned as it is)."""
+    if not isinstance(doc, dict) or doc.get("schema_version") != 1:
+        return doc
+    rows, engines = doc.get("rows"), doc.get("engines")
+    if isinstance(rows, list):
+        rows = [{**{k: v for k, v in r.items() if k in _IN_PROCESS_KEYS},
+                 "served": {k: v for k, v in r.items() if k not in _IN_PROCESS_KEYS}} if isinstance(r, dict) else r
+                for r in rows]
+    if isinstance(engines, dict):
+        engines = {k: {"exit_code": None, **e} if isinstance(e, dict) else e for k, e in engines.items()}
+    return {**doc, "schema_version": 2, "rows": rows, "engines": engines}
+
+
+def read_report(doc, where: str = RealSizeReport.FILE) -> RealSizeReport:
+    """The typed report from its JSON document (version 1 or 2); a malformed one is a ReportError."""
+    return parse(RealSizeReport, upgrade_from_1(doc), where)
 
 
 @dataclass(frozen=True)
@@ -107,16 +205,17 @@ def transformers_pipeline(artifact: Path):
     return transformers.pipeline(m.task, model=lm.model, tokenizer=lm.tokenizer, device="cpu"), src
 
 
-def _inproc(call, texts: list[str], cfg: RealSizeConfig) -> dict:
+def _inproc(call, texts: list[str], cfg: RealSizeConfig) -> InProcess:
     import numpy as np
 
     from .ceiling import _timed
 
     ms = _timed(call, texts, cfg.inproc_min_time_s, cfg.inproc_min_iters)
-    return {"rps": 1e3 / float(np.mean(ms)), "p50_ms": float(np.percentile(ms, 50)), "calls": len(ms)}
+    return InProcess(1e3 / float(np.mean(ms)), float(np.percentile(ms, 50)), len(ms))
 
 
 def run_realsize(cfg: RealSizeConfig, log: Callable[[str], None] = print) -> dict:
+    """The real-size case run; its report document (RealSizeReport as JSON data)."""
     from benchmarks.bench import env as envmod
 
     from runtimes.base import RuntimeOptions
@@ -134,7 +233,8 @@ def run_realsize(cfg: RealSizeConfig, log: Callable[[str], None] = print) -> dic
     texts = {n: texts_of_length(tok, n, cfg.texts, pool) for n in cfg.tokens}
     environment = envmod.capture(REPO)
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    rows = {n: {"tokens": n} for n in cfg.tokens}
+    rounds = {(n, key): {} for n in cfg.tokens for key in ("transformers", "inprocess")}  # -> {when: InProcess}
+    served = {n: {} for n in cfg.tokens}  # -> {label: Served}
     pipe_t, src = transformers_pipeline(cfg.artifact)
     pipe = load_pipeline(cfg.artifact, RuntimeOptions(), batch_size=cfg.batch_size)
 
@@ -142,29 +242,28 @@ def run_realsize(cfg: RealSizeConfig, log: Callable[[str], None] = print) -> dic
         """Plain transformers and our pipeline, one after the other at each length; kept per round."""
         for n in cfg.tokens:
             for key, call in (("transformers", pipe_t), ("inprocess", pipe)):
-                r = _inproc(call, texts[n], cfg)
-                rows[n].setdefault(f"{key}_rounds", {})[when] = r
-                log(f"real-size {n} tokens, {when}: {key} in-process {r['rps']:.1f} req/s")
+                r = rounds[n, key][when] = _inproc(call, texts[n], cfg)
+                log(f"real-size {n} tokens, {when}: {key} in-process {r.rps:.1f} req/s")
 
     try:
         inproc_round("before")
-        engines, failures = _served(cfg, texts, rows, log)
+        engines, failures = _served(cfg, texts, served, log)
         inproc_round("after")
     finally:
         pipe.runtime.close()
-    for n in cfg.tokens:  # the faster round of each: the hardest denominator for ours, the best in-process for us
-        for key in ("transformers", "inprocess"):
-            rows[n][key] = max(rows[n][f"{key}_rounds"].values(), key=lambda r: r["rps"])
+    # the faster round of each: the hardest denominator for ours, the best in-process for us
+    faster = lambda n, key: max(rounds[n, key].values(), key=lambda r: r.rps)  # noqa: E731
+    rows = tuple(TokenRow(n, rounds[n, "transformers"], rounds[n, "inprocess"], faster(n, "transformers"),
+                          faster(n, "inprocess"), served[n]) for n in cfg.tokens)
     environment["load_average_end"] = envmod.cpu_info()["load_average_1_5_15"]
-    return {"schema_version": SCHEMA_VERSION, "kind": "serve-bench-realsize", "created": created,
-            "command": cfg.command, "artifact": str(cfg.artifact), "model": str(src), "backend": m.backend,
-            "precision": m.precision, "dim": _dim(cfg.artifact), "config": _jsonable(asdict(cfg)),
-            "environment": environment, "published": PUBLISHED, "engines": engines, "failures": failures,
-            "rows": [rows[n] for n in cfg.tokens]}
+    report = RealSizeReport("serve-bench-realsize", created, cfg.command, str(cfg.artifact), str(src), m.backend,
+                            m.precision, _dim(cfg.artifact), _jsonable(asdict(cfg)), environment, PUBLISHED,
+                            engines, tuple(failures), rows)
+    return as_dict(report)
 
 
-def _served(cfg: RealSizeConfig, texts: dict, rows: dict, log) -> tuple[dict, list]:
-    """Our service and each peer at c=1, one server per engine, one locust step per token count, into rows."""
+def _served(cfg: RealSizeConfig, texts: dict, served: dict, log) -> tuple[dict[str, Engine], list[Failure]]:
+    """Our service and each peer at c=1, one server per engine, one locust step per token count, into served."""
     from .runner import run_step
     from .server import Server
 
@@ -177,21 +276,20 @@ def _served(cfg: RealSizeConfig, texts: dict, rows: dict, log) -> tuple[dict, li
             work.mkdir()
             try:
                 with Server(scfg, cfg.batch_size, work / "server.log", None if label == "ours" else label) as server:
-                    engines[label] = {"engine": server.engine, "command": server.command, "ready_s": server.ready_s}
+                    engines[label] = Engine(server.engine, server.command, server.ready_s, None)
                     log(f"real-size {label}: ready in {server.ready_s:.1f} s")
                     for n in cfg.tokens:
                         (work / f"t{n}").mkdir()
                         path = work / f"t{n}" / "texts.json"
                         path.write_text(json.dumps(texts[n]))
                         s = run_step(scfg, server, 1, path, path.parent)
-                        rows[n][label] = {"rps": s.throughput_rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
-                                          "requests": s.requests, "errors": s.errors}
+                        served[n][label] = Served(s.throughput_rps, s.p50_ms, s.p99_ms, s.requests, s.errors)
                         log(f"real-size {label} {n} tokens: {s.throughput_rps:.1f} req/s, p50 {s.p50_ms:.2f} ms, "
                             f"{s.errors} errors")
-                    engines[label]["exit_code"] = server.stop()
+                    engines[label] = replace(engines[label], exit_code=server.stop())
             except DeployError as e:
                 log(f"real-size {label}: FAILED: {e}")
-                failures.append({"label": label, "error": f"{type(e).__name__}: {e}"})
+                failures.append(Failure(label, f"{type(e).__name__}: {e}"))
     return engines, failures
 
 
@@ -216,55 +314,56 @@ def _x(a, b) -> str:
     return f"{a / b:.2f}x" if a and b else "–"
 
 
-def to_markdown(d: dict) -> str:
+def _cell(s: Served | None) -> str:
+    if s is None:
+        return "–"
+    return f"{_r(s.rps)} ({s.p50_ms:.2f})" + (f", {s.errors} err" if s.errors else "")
+
+
+def to_markdown(doc: dict) -> str:
     from runtimes.hardware import isa_text
 
-    cpu = d["environment"].get("cpu", {})
-    labels = [k for k in d["engines"]]
-    pub = d["published"]
-    L = [f"# Real-size case: `{d['model']}` (dim {d['dim']}) text-classification, {d['backend']} {d['precision']}, "
-         f"c=1", "", f"Created {d['created']} by `{d['command']}`.", "",
+    d = read_report(doc)
+    cpu = d.environment.get("cpu", {})
+    labels = list(d.engines)
+    pub = d.published
+    L = [f"# Real-size case: `{d.model}` (dim {d.dim}) text-classification, {d.backend} {d.precision}, c=1", "",
+         f"Created {d.created} by `{d.command}`.", "",
          f"- **Machine**: {cpu.get('model')}, {cpu.get('physical_cores')} cores / {cpu.get('logical_cpus')} threads, "
          f"flags: {isa_text(cpu)}; load average {cpu.get('load_average_1_5_15')} at start, "
-         f"{d['environment'].get('load_average_end')} at end.",
+         f"{d.environment.get('load_average_end')} at end.",
          "- **Texts**: cut from the held-out tweets to exactly N tokens ([CLS] and [SEP] included), "
-         f"{d['config']['texts']} per N, cycled; one request (or call) at a time.",
+         f"{d.config.get('texts')} per N, cycled; one request (or call) at a time.",
          "- **Plain transformers**: `transformers.pipeline('text-classification')` on the same weights (torch fp32), "
          "in this process, one text per call: no HTTP at all, so its req/s is what a server around it could at best "
          "reach.",
-         f"- **Published** ({pub['source']}): another machine; compare the ratios to plain transformers, not the "
-         f"req/s.", "",
+         f"- **Published** ({pub.source}): another machine; compare the ratios to plain transformers, not the req/s.",
+         "",
          "| tokens | plain transformers req/s | our pipeline in-process | "
-         + " | ".join(f"{d['engines'][k]['engine'] if k != 'ours' else 'our service'} c=1 req/s (p50 ms)"
-                      for k in labels)
+         + " | ".join(f"{d.engines[k].engine if k != 'ours' else 'our service'} c=1 req/s (p50 ms)" for k in labels)
          + " | " + " | ".join(f"{k} / transformers" for k in labels)
          + " | published Infinity req/s | published Infinity / transformers |",
          "|---|---|---|" + "---|" * (2 * len(labels) + 2)]
-    for row in d["rows"]:
-        n, t = row["tokens"], row["transformers"]["rps"]
-        cells = [f"{_r(row[k]['rps'])} ({row[k]['p50_ms']:.2f})" + (f", {row[k]['errors']} err" if row[k]["errors"]
-                                                                     else "") if k in row else "–" for k in labels]
-        ratios = [_x(row[k]["rps"], t) if k in row else "–" for k in labels]
-        pi, pt = pub["infinity_rps"].get(str(n), pub["infinity_rps"].get(n)), \
-            pub["transformers_rps"].get(str(n), pub["transformers_rps"].get(n))
-        L.append(f"| {n} | {_r(t)} | {_r(row['inprocess']['rps'])} | " + " | ".join(cells) + " | "
+    for row in d.rows:
+        t = row.transformers.rps
+        cells = [_cell(row.served.get(k)) for k in labels]
+        ratios = [_x(row.served[k].rps, t) if k in row.served else "–" for k in labels]
+        pi, pt = pub.infinity_rps.get(str(row.tokens)), pub.transformers_rps.get(str(row.tokens))
+        L.append(f"| {row.tokens} | {_r(t)} | {_r(row.inprocess.rps)} | " + " | ".join(cells) + " | "
                  + " | ".join(ratios) + f" | {_r(pi)} | {_x(pi, pt)} |")
     L += ["", "| engine | command | ready after s | exit code after SIGTERM |", "|---|---|---|---|"]
-    for k, e in d["engines"].items():
-        L.append(f"| {k} | `{e['command']}` | {_r(e['ready_s'])} | {e.get('exit_code')} |")
-    for f in d["failures"]:
-        L += ["", f"### Failure: {f['label']}", "", "```", f["error"].strip(), "```"]
+    for k, e in d.engines.items():
+        L.append(f"| {k} | `{e.command}` | {_r(e.ready_s)} | {e.exit_code} |")
+    for f in d.failures:
+        L += ["", f"### Failure: {f.label}", "", "```", f.error.strip(), "```"]
     return "\n".join(L) + "\n"
 
 
 def write(d: dict, out: Path, name: str) -> dict[str, Path]:
-    from benchmarks.report_io import write_atomic
-
-    paths = {"json": Path(out) / f"{name}.json", "md": Path(out) / f"{name}.md"}
-    md = to_markdown(d)
-    write_atomic(paths["json"], (json.dumps(d, indent=1) + "\n").encode())
-    write_atomic(paths["md"], md.encode())
-    return paths
+    """OUT/NAME.json and OUT/NAME.md, each written atomically (the Markdown rendered, so the document checked,
+    first). NAME is the CLI's --name, so this is report_io.write_files (no PNG), not write_report (FILE only)."""
+    report = read_report(d, f"{name}.json")
+    return write_files(as_dict(report), Path(out), name, to_markdown, lambda _d, _path: False)
 
 
 def quick(cfg: RealSizeConfig) -> RealSizeConfig:

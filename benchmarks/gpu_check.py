@@ -14,8 +14,9 @@ The lent machine's image has torch with CUDA, onnx and CPU onnxruntime, and no T
 network: TensorRT tests skip there with their reason, the ONNX Runtime CUDA-provider test is deselected and named
 in the summary, and nothing is ever reported as passed that did not run.
 
-One file on purpose (about 560 lines): it is carried to a bare GPU host and run there as one prepared script, so
-each step (prepare, unpack, deps, run, summary) imports only what that host has when the step starts."""
+One file on purpose (about 520 lines): it is carried to a bare GPU host and run there as one prepared script, so
+each step (prepare, unpack, deps, run, summary) imports only what that host has when the step starts. The summary's
+typed schema and its Markdown are benchmarks/gpu_check_report.py (standard library and report_io only)."""
 from __future__ import annotations
 
 import argparse
@@ -449,7 +450,7 @@ def run(out: Path, work: Path) -> int:
         f"TensorRT: {'yes' if facts['tensorrt'] else 'no'}, TensorRT-RTX: {'yes' if facts['tensorrt_rtx'] else 'no'}")
     steps = {n: Step(n) for n in LIMITS}
     doc = {"schema_version": 1, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": facts, "carried": _carried()}
+           "device": DEVICE, "machine": facts, "carried": _carried()}
     log("1/5 GPU tests (REQUIRE_HW=gpu pytest -m gpu)")
     doc["tests"] = step_tests(steps["tests"], out, work, env, "CUDAExecutionProvider" in facts["onnxruntime_providers"])
     log(f"    {steps['tests'].status}: {steps['tests'].detail}")
@@ -475,8 +476,10 @@ def run(out: Path, work: Path) -> int:
     doc["budget_s"] = BUDGET_S
     doc["passed"] = all(s.status == "passed" for s in steps.values())
     doc["seconds"] = round(time.monotonic() - t_start, 1)
-    (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "summary.md").write_text(render(doc))
+    from benchmarks.gpu_check_report import read_summary, render
+    from benchmarks.report_io import write_report
+
+    write_report(read_summary(doc, "this run's summary"), out, render, indent=1)
     log(f"{'PASSED' if doc['passed'] else 'FAILED'} in {doc['seconds']:.0f} s; wrote {out}/summary.md")
     return 0 if doc["passed"] else 1
 
@@ -487,60 +490,6 @@ def _carried() -> dict | None:
         return None
     d = json.loads(path.read_text())
     return {k: d[k] for k in ("created", "wheels", "data_packages", "weights", "bytes")}
-
-
-def render(doc: dict) -> str:
-    """summary.md: a pure function of summary.json."""
-    m = doc["machine"]
-    lines = [f"# gpu-check: {'PASSED' if doc['passed'] else 'FAILED'}", "",
-             f"{doc['created']}, {doc['seconds']:.0f} s. Machine: {m['gpu']} ({m['compute_capability']}; "
-             f"nvidia-smi: {m['nvidia_smi'] or 'n/a'}), {m['cpu_count']} CPUs, Python {m['python']}, torch "
-             f"{m['torch']} (CUDA {m['cuda']}), onnxruntime {m['onnxruntime']} "
-             f"({', '.join(m['onnxruntime_providers'])}), "
-             f"TensorRT {'yes' if m['tensorrt'] else 'no'}, TensorRT-RTX {'yes' if m['tensorrt_rtx'] else 'no'}.", ""]
-    if c := doc.get("carried"):
-        lines += [f"Carried (benchmarks/gpu_check.py prepare, {c['created']}): {', '.join(c['wheels'])}; data "
-                  f"{', '.join(f'{k} {v}' for k, v in c['data_packages'].items())}. {c['weights']}.", ""]
-    lines += ["| step | status | s | detail |", "| --- | --- | ---: | --- |"]
-    lines += [f"| {n} | {s['status']} | {s['seconds']:.0f} | {s['detail']} |" for n, s in doc["steps"].items()]
-    t = doc.get("tests")
-    if t:
-        lines += ["", "## GPU tests", "", f"`{t['command']}`", ""]
-        for case in t["cases"]:
-            if case["outcome"] != "passed":
-                lines.append(f"- {case['outcome'].upper()} `{case['id']}`: {case['why']}")
-        lines += [f"- deselected `{k}`: {v}" for k, v in t["deselected"].items()]
-        lines.append(f"- {t['counts']['passed']} passed (pytest.log lists every test and its outcome)")
-    b = doc.get("bench")
-    if b and b["rows"]:
-        shapes = [f"{x}x{s}" for x, s in SHAPES]
-        table = {(r["target"], r["shape"]): r for r in b["rows"]}
-        lines += ["", "## Bench: p50 ms (p99), end-to-end (host arrays in and out, torch.cuda.synchronize)", "",
-                  f"`{b['command']}`", "",
-                  "| target | " + " | ".join(shapes) + " |", "| --- |" + " ---: |" * len(shapes)]
-        for target in dict.fromkeys(r["target"] for r in b["rows"]):
-            cells = [f"{table[target, s]['p50_ms']:.3f} ({table[target, s]['p99_ms']:.3f})" if (target, s) in table
-                     else "–" for s in shapes]
-            lines.append(f"| {target} | " + " | ".join(cells) + " |")
-        lines += ["", "Targets: " + "; ".join(f"{t['id']} {t['status']}" + (f" ({t['reason']})" if t.get("reason")
-                                                                              else "") for t in b.get("targets", [])),
-                  "", "bench.md holds the harness's full report."]
-    s = doc.get("serve")
-    if s:
-        lines += ["", f"## Service on --device {DEVICE}", "", f"`{s.get('command', '')}`; {s['load']}. Ready in "
-                  f"{s.get('ready_s', '–')} s; exit code after SIGTERM: {s.get('exit_code')}.", "",
-                  "| clients | answers | errors | answers/s | p50 ms | p99 ms |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {x['users']} | {x['ok']} | {x['errors']} | {x['answers_per_s']} | {x['p50_ms']} | {x['p99_ms']} |"
-                  for x in s["steps"]]
-        if s.get("metrics_delta"):
-            lines += ["", f"Server /metrics over the load: {json.dumps(s['metrics_delta'])}"]
-        lines += ["", f"GPU processes (nvidia-smi; the server is pid {s.get('server_pid')}): "
-                      f"{s.get('gpu_processes') or 'none listed'}"]
-        if s.get("error"):
-            lines += ["", f"Error: {s['error']}"]
-    lines += ["", "Logs beside this file: pytest.log (the tests), steps.log (export, bench, parity), serve-server.log."]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

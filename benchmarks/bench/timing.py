@@ -1,8 +1,9 @@
 """The one timing loop of every benchmark here: the bench's scenarios (core.measure), the INT8 floor
 (benchmarks/int8_floor.py), the service bench's in-process ceiling (serve_bench/ceiling.py) and the optimize
 profile's side-by-side (optimize/profiles.py). The ov_shapes probes, which alternate models call by call and time
-some calls of a pass, use its second form, rotated_passes. Every host-timed call goes through timed_call (the bench's
-CPU runners and the operator profiles too); only CUDA runners time with events or a sync (bench/runners.py).
+some calls of a pass, use its second form, rotated_passes. Every host-timed call goes through timed_call: the
+bench's CPU runners, the operator profiles and the in-process side of the service bench's paired c=1 pairs too
+(their requests are timed by the client around the exchange); CUDA runners time with events or a sync.
 
 Warm-up, then rounds over every (handle, workload) pair, the order rotated each round, until each pair has
 >= min_time_s of timed calls and >= min_iters calls (a real-text workload: whole passes over its requests), or

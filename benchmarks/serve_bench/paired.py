@@ -6,9 +6,9 @@ import http.client
 import json
 import time
 
+from ..bench.timing import timed_call
 from .config import HOST, MODEL_NAME, ServeBenchConfig
 from .report import BATCHING, Paired, paired_stats
-
 from .server import Server
 
 
@@ -133,11 +133,13 @@ def paired_client(server: "Server"):
 
 def measure_paired(cfg: ServeBenchConfig, server: "Server", texts: list[str], label: str = BATCHING) -> Paired:
     """The c=1 latency, side by side: this process loads the same artifact in-process (as ceiling.py does) and, for
-    the held-out texts in order, one at a time, runs pairs of one in-process call `pipe(text)` and one request with the
-    same text (HTTP predict, or gRPC ModelInfer against the gRPC run: paired_client); the in-process call goes first on even pairs and the request on odd ones (the order
-    swapped every pair, warm-up included, cancels an order bias). Each is timed with perf_counter. After
-    cfg.paired_warmup_pairs untimed pairs, pairs run until cfg.paired_max_pairs pairs or cfg.paired_max_s seconds,
-    whichever comes first (at least one pair). A pair whose request failed is dropped and counted as an error."""
+    the held-out texts in order, one at a time, runs pairs of one in-process call `pipe(text)` and one request with
+    the same text (HTTP predict, or gRPC ModelInfer against the gRPC run: paired_client); the in-process call goes
+    first on even pairs and the request on odd ones (the order swapped every pair, warm-up included, cancels an order
+    bias). The in-process call is timed by bench.timing.timed_call, the request with perf_counter around the exchange
+    (failed ones included). After cfg.paired_warmup_pairs untimed pairs, pairs run until cfg.paired_max_pairs pairs
+    or cfg.paired_max_s seconds, whichever comes first (at least one pair). A pair whose request failed is dropped
+    and counted as an error."""
     from runtimes.base import RuntimeOptions
     from runtimes.pipeline import load_pipeline
 
@@ -156,9 +158,7 @@ def measure_paired(cfg: ServeBenchConfig, server: "Server", texts: list[str], la
         requests += 1
         if http_first:
             s_ms, err = client.predict(text)
-        t = time.perf_counter()
-        pipe(text)
-        i_ms = (time.perf_counter() - t) * 1e3
+        i_ms = timed_call(pipe, text)[1] / 1e6
         if not http_first:
             s_ms, err = client.predict(text)
         return i_ms, s_ms, http_first, err

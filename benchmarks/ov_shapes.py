@@ -204,16 +204,16 @@ def switching_profile(core, model, cfg, n: int, rounds: int, calls: int) -> str:
     a, b, c, d = compiled(n), compiled(n), compiled(n + 8), compiled(None)
     fa, fc = feed(n), feed(n + 8)
     sweep = np.ones(2 << 20)  # 16 MB of float64
-    ways = {"alone": [(a, fa)], "with a copy": [(a, fa), (b, fa)], f"with 1x{n + 8}": [(a, fa), (c, fc)],
-            "with a 0.3 ms sleep": [(a, fa), (lambda: time.sleep(3e-4), None)],
-            "with a 16 MB sweep": [(a, fa), (lambda: sweep.sum(), None)],
-            "dynamic alone": [(d, fa)], f"dynamic with 1x{n + 8}": [(d, fa), (d, fc)]}
+    ways = {"alone": [(a.infer, fa)], "with a copy": [(a.infer, fa), (b.infer, fa)],
+            f"with 1x{n + 8}": [(a.infer, fa), (c.infer, fc)], "with a 0.3 ms sleep": [(a.infer, fa), (time.sleep, 3e-4)],
+            "with a 16 MB sweep": [(a.infer, fa), (lambda _: sweep.sum(), None)],
+            "dynamic alone": [(d.infer, fa)], f"dynamic with 1x{n + 8}": [(d.infer, fa), (d.infer, fc)]}
+
     def one_pass(w):
-        def run(timed):
+        def run(timed):  # (call, its argument) steps; the first two warm up; the way's first model at 1xn is timed
             steps = ways[w] * (calls // len(ways[w]))
-            for i, (step, f) in enumerate(steps[:2] + steps):
-                call = step if f is None else (lambda s=step, f=f: s.infer(f))
-                timed(w, call) if i >= 2 and step is steps[0][0] and f is fa else call()
+            for i, (call, arg) in enumerate(steps[:2] + steps):
+                timed(w, call, arg) if i >= 2 and call == steps[0][0] and arg is fa else call(arg)
         return run
 
     spent = rotated_passes({w: one_pass(w) for w in ways}, rounds, warm_rounds=0)

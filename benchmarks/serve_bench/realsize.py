@@ -251,8 +251,10 @@ def run_realsize(cfg: RealSizeConfig, log: Callable[[str], None] = print) -> dic
         inproc_round("after")
     finally:
         pipe.runtime.close()
-    # the faster round of each: the hardest denominator for ours, the best in-process for us
-    faster = lambda n, key: max(rounds[n, key].values(), key=lambda r: r.rps)  # noqa: E731
+
+    def faster(n: int, key: str) -> InProcess:  # the hardest denominator for ours, the best in-process for us
+        return max(rounds[n, key].values(), key=lambda r: r.rps)
+
     rows = tuple(TokenRow(n, rounds[n, "transformers"], rounds[n, "inprocess"], faster(n, "transformers"),
                           faster(n, "inprocess"), served[n]) for n in cfg.tokens)
     environment["load_average_end"] = envmod.cpu_info()["load_average_1_5_15"]
